@@ -11,8 +11,10 @@
 //!
 //! # Features
 //!
-//! - `std` (default): implements `std::error::Error` for the error types.
-//!   Without it the crate is `#![no_std]` and needs only `alloc`.
+//! - `std` (default): lets `bytes` use std. The crate itself is always
+//!   `#![no_std]` and needs only `alloc` (its errors implement
+//!   `core::error::Error`); CI proves it by linking the core into a `no_std`
+//!   static library with its own panic handler and allocator.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -23,7 +25,5 @@
 )]
 
 extern crate alloc;
-#[cfg(feature = "std")]
-extern crate std;
 
 pub mod resp;

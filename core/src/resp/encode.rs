@@ -73,8 +73,7 @@ impl fmt::Display for EncodeError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for EncodeError {}
+impl core::error::Error for EncodeError {}
 
 impl<'a> CommandEncoder<'a> {
     /// Starts a command of `argc` arguments (the command name included).

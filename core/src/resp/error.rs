@@ -127,5 +127,4 @@ impl fmt::Display for DecodeErrorKind {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for DecodeError {}
+impl core::error::Error for DecodeError {}

@@ -26,7 +26,7 @@ pub enum Frame {
     /// `$-1`: the RESP2 null bulk string.
     NullBulk,
     /// `*2 ...`: an array.
-    Array(Vec<Frame>),
+    Array(Vec<Self>),
     /// `*-1`: the RESP2 null array.
     NullArray,
     /// `_`: the RESP3 null.
@@ -49,11 +49,11 @@ pub enum Frame {
         text: Bytes,
     },
     /// `%1 ...`: a map, as its key/value pairs in wire order.
-    Map(Vec<(Frame, Frame)>),
+    Map(Vec<(Self, Self)>),
     /// `~2 ...`: a set, as its members in wire order.
-    Set(Vec<Frame>),
+    Set(Vec<Self>),
     /// `>3 ...`: an out-of-band push (pub/sub messages, invalidations).
-    Push(Vec<Frame>),
+    Push(Vec<Self>),
     /// `|1 ...`: attributes, attached to the frame that follows them.
     Attributed(Box<Attributed>),
 }
