@@ -25,5 +25,20 @@
 )]
 
 extern crate alloc;
+#[cfg(feature = "tls")]
+extern crate std;
 
+pub mod client;
+pub mod command;
+pub mod conn;
+mod error;
+mod id;
+mod io;
 pub mod resp;
+pub mod time;
+
+pub use client::{Client, ClientConfig};
+pub use error::{Error, HandshakeError, HandshakeErrorKind, HandshakeStep, TlsError, TlsErrorKind};
+pub use id::{RequestId, SocketId};
+pub use io::{Address, CloseReason, Effect, Event, IoError};
+pub use time::{Duration, Instant, Timer};

@@ -1,0 +1,670 @@
+//! One socket's machine: connecting → (TLS) → server handshake → ready →
+//! closed.
+//!
+//! # What this module decides
+//!
+//! When a connection may carry requests, which reply belongs to which
+//! request, and when a connection can no longer be trusted and must close.
+//!
+//! # Invariants
+//!
+//! - **One deadline** (I1) covers TCP connect, the TLS handshake and the
+//!   server handshake (`HELLO`/`AUTH`/`SETNAME`/`SELECT`). When it passes the
+//!   connection emits `Close` (reason [`CloseReason::HandshakeDeadline`]),
+//!   fails its waiters with a timeout, and says nothing more about the socket.
+//! - **Exactly one `Close`** per socket, on every path: the connection's
+//!   phase becomes `Closed` in one place, [`Conn::close`], which is the only
+//!   code that emits `Close` and does nothing when already closed.
+//! - **Replies in FIFO order.** Every command written leaves one slot in a
+//!   queue; every reply (other than a RESP3 push) fills the oldest slot. A
+//!   reply with no slot waiting means the stream is out of sync: close.
+//! - **No reply to the wrong request.** A request that times out or is
+//!   cancelled in flight leaves its slot behind as a tombstone that swallows
+//!   its late reply, so the requests behind it still get their own. The rule
+//!   for trusting such a connection: Redis answers every command in order, so
+//!   a late reply will come unless the server or the path to it is dead. The
+//!   connection stays open while bytes keep arriving; if a request timed out
+//!   and nothing at all arrives for the stall timeout after the last byte,
+//!   the connection is closed as [`CloseReason::Stalled`]. A cancelled (not
+//!   timed out) request never closes a connection.
+//! - **Sticky failure.** A protocol error, TLS error or handshake refusal
+//!   closes the connection; requests written on it fail with that reason and
+//!   nothing else is ever written to it.
+//! - **Handshake replies are checked.** A connection whose
+//!   `HELLO`/`AUTH`/`SETNAME`/`SELECT` failed is never ready; only the
+//!   optional `CLIENT SETINFO` may fail (older servers do not know it).
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+use bytes::{Bytes, BytesMut};
+
+use crate::command::Command;
+use crate::error::{Error, HandshakeError, HandshakeErrorKind, HandshakeStep};
+use crate::id::{RequestId, SocketId};
+use crate::io::{Address, CloseReason, Effect, Event};
+use crate::resp::{CommandEncoder, Decoder, Frame, Limits, encode_command};
+use crate::time::{Duration, Instant, Timer, Timers};
+
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsConfigBuilder};
+
+/// The RESP version of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    /// RESP2: `AUTH` and `CLIENT SETNAME`, no push frames.
+    Resp2,
+    /// RESP3 through `HELLO 3`, falling back to RESP2 on servers without it.
+    #[default]
+    Resp3,
+}
+
+/// How to open and set up one connection.
+#[derive(Debug, Clone)]
+pub struct ConnConfig {
+    /// Where the server is.
+    pub address: Address,
+    /// The protocol to ask for.
+    pub protocol: Protocol,
+    /// The ACL user name (`default` when only a password is set).
+    pub username: Option<String>,
+    /// The password.
+    pub password: Option<String>,
+    /// A name for `CLIENT SETNAME`.
+    pub client_name: Option<String>,
+    /// The database to `SELECT`, when not 0.
+    pub database: u32,
+    /// Whether to send `CLIENT SETINFO LIB-NAME/LIB-VER` (errors ignored).
+    pub set_info: bool,
+    /// The one deadline for TCP connect + TLS + the server handshake.
+    pub handshake_timeout: Duration,
+    /// How long a connection may stay silent after a request timed out on it
+    /// before it is closed as stalled. Default: 3 s.
+    pub stall_timeout: Duration,
+    /// Decoder limits.
+    pub limits: Limits,
+    /// TLS, when set.
+    #[cfg(feature = "tls")]
+    pub tls: Option<TlsConfig>,
+}
+
+impl ConnConfig {
+    /// Defaults for a server at `address`: RESP3, no auth, database 0,
+    /// `CLIENT SETINFO` on, a 5 s handshake deadline.
+    #[must_use]
+    pub fn new(address: Address) -> Self {
+        Self {
+            address,
+            protocol: Protocol::Resp3,
+            username: None,
+            password: None,
+            client_name: None,
+            database: 0,
+            set_info: true,
+            handshake_timeout: Duration::from_secs(5),
+            stall_timeout: Duration::from_secs(3),
+            limits: Limits::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// TCP connect asked for, not reported yet.
+    Connecting,
+    /// TLS handshake under way.
+    Tls,
+    /// `HELLO`/`AUTH`/`SELECT` sent, replies awaited.
+    Handshake,
+    /// Serving requests.
+    Ready,
+    /// `Close` emitted; nothing more will be said about the socket.
+    Closed,
+}
+
+/// What a reply slot is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A handshake step.
+    Handshake(Step),
+    /// A request; its deadline, if any.
+    Request {
+        id: RequestId,
+        deadline: Option<Instant>,
+    },
+    /// A request nobody waits for any more; its reply is discarded.
+    Tombstone { timed_out: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Required(HandshakeStep),
+    /// `CLIENT SETINFO`: errors are ignored.
+    Optional,
+    /// A step pipelined behind a `HELLO` the server did not know; its reply
+    /// is discarded and the step is sent again after `AUTH`.
+    Superseded,
+}
+
+/// The queued outputs of the machines, drained by the client's polls.
+#[derive(Debug, Default)]
+pub(crate) struct Outputs {
+    pub(crate) effects: VecDeque<Effect>,
+    pub(crate) events: VecDeque<Event>,
+}
+
+/// One socket and everything in flight on it.
+pub(crate) struct Conn {
+    socket: SocketId,
+    phase: Phase,
+    protocol: Protocol,
+    decoder: Decoder,
+    /// Plaintext received and not decoded yet.
+    rx: BytesMut,
+    /// Bytes to send, encrypted when TLS is on.
+    tx: BytesMut,
+    slots: VecDeque<Slot>,
+    /// Slots of handshake steps still awaited.
+    handshake_left: usize,
+    /// Tombstones left by timeouts, which the stall rule watches.
+    timed_out: usize,
+    last_rx: Instant,
+    stall_timeout: Duration,
+    timers: Timers,
+    close_reason: Option<CloseReason>,
+    #[cfg(feature = "tls")]
+    tls: Option<tls::Session>,
+    /// Plaintext staging for TLS writes.
+    #[cfg(feature = "tls")]
+    plain: BytesMut,
+}
+
+impl core::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Conn")
+            .field("socket", &self.socket)
+            .field("phase", &self.phase)
+            .field("in_flight", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// A connection about to connect; the caller emits `Connect`.
+    pub(crate) fn new(
+        socket: SocketId,
+        config: &ConnConfig,
+        now: Instant,
+    ) -> Result<Self, CloseReason> {
+        #[cfg(feature = "tls")]
+        let tls = match &config.tls {
+            Some(tls) => {
+                Some(tls::Session::new(tls, config.address.host()).map_err(CloseReason::Tls)?)
+            }
+            None => None,
+        };
+        let mut timers = Timers::default();
+        timers.set(Timer::Handshake, now + config.handshake_timeout);
+        Ok(Self {
+            socket,
+            phase: Phase::Connecting,
+            protocol: config.protocol,
+            decoder: Decoder::with_limits(config.limits),
+            rx: BytesMut::new(),
+            tx: BytesMut::new(),
+            slots: VecDeque::new(),
+            handshake_left: 0,
+            timed_out: 0,
+            last_rx: now,
+            stall_timeout: config.stall_timeout,
+            timers,
+            close_reason: None,
+            #[cfg(feature = "tls")]
+            tls,
+            #[cfg(feature = "tls")]
+            plain: BytesMut::new(),
+        })
+    }
+
+    pub(crate) const fn socket(&self) -> SocketId {
+        self.socket
+    }
+
+    pub(crate) const fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub(crate) const fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready)
+    }
+
+    /// Why the connection closed, once it has.
+    pub(crate) const fn close_reason(&self) -> Option<&CloseReason> {
+        self.close_reason.as_ref()
+    }
+
+    /// Requests (not tombstones or handshake steps) awaiting a reply.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Request { .. }))
+            .count()
+    }
+
+    pub(crate) fn next_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// The bytes waiting to be sent, if any.
+    pub(crate) fn take_tx(&mut self) -> Option<Bytes> {
+        (!self.tx.is_empty()).then(|| self.tx.split().freeze())
+    }
+
+    /// The adapter connected the socket.
+    pub(crate) fn on_connected(&mut self, now: Instant, config: &ConnConfig, out: &mut Outputs) {
+        if self.phase != Phase::Connecting {
+            return;
+        }
+        self.last_rx = now;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            self.phase = Phase::Tls;
+            tls.flush(&mut self.tx);
+            return;
+        }
+        self.start_handshake(config, out);
+    }
+
+    /// Bytes arrived on the socket.
+    pub(crate) fn on_data(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        config: &ConnConfig,
+        out: &mut Outputs,
+    ) {
+        match self.phase {
+            Phase::Closed => return,
+            // Bytes before the connect report: the socket is evidently connected.
+            Phase::Connecting => self.on_connected(now, config, out),
+            _ => {}
+        }
+        self.last_rx = now;
+        if self.timed_out > 0 {
+            self.arm_stall();
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            let fed = tls.feed(data, &mut self.rx);
+            tls.flush(&mut self.tx);
+            let closed = match fed {
+                Ok(tls::Fed::Open) => false,
+                Ok(tls::Fed::Closed) => true,
+                Err(err) => return self.close(CloseReason::Tls(err), out),
+            };
+            if self.phase == Phase::Tls && !tls.is_handshaking() {
+                self.start_handshake(config, out);
+            }
+            self.decode(config, out);
+            if closed {
+                self.close(CloseReason::Eof, out);
+            }
+            return;
+        }
+        self.rx.extend_from_slice(data);
+        self.decode(config, out);
+    }
+
+    /// Writes a request; its reply will be reported as `Event::Response`.
+    pub(crate) fn send<C: Command + ?Sized>(
+        &mut self,
+        id: RequestId,
+        cmd: &C,
+        deadline: Option<Instant>,
+    ) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            cmd.encode(&mut self.plain);
+            tls.write(&self.plain);
+            self.plain.clear();
+            tls.flush(&mut self.tx);
+            self.push_slot(Slot::Request { id, deadline });
+            return;
+        }
+        cmd.encode(&mut self.tx);
+        self.push_slot(Slot::Request { id, deadline });
+    }
+
+    /// Writes an already encoded request.
+    pub(crate) fn send_encoded(&mut self, id: RequestId, cmd: &[u8], deadline: Option<Instant>) {
+        self.write_raw(cmd);
+        self.push_slot(Slot::Request { id, deadline });
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            tls.write(bytes);
+            tls.flush(&mut self.tx);
+            return;
+        }
+        self.tx.extend_from_slice(bytes);
+    }
+
+    fn push_slot(&mut self, slot: Slot) {
+        if let Slot::Request {
+            deadline: Some(at), ..
+        } = slot
+        {
+            match self.timers.get(Timer::Response) {
+                Some(current) if current <= at => {}
+                _ => self.timers.set(Timer::Response, at),
+            }
+        }
+        self.slots.push_back(slot);
+    }
+
+    /// Forgets a request: its reply, when it comes, is discarded.
+    pub(crate) fn cancel(&mut self, id: RequestId) -> bool {
+        for slot in &mut self.slots {
+            if matches!(slot, Slot::Request { id: r, .. } if *r == id) {
+                *slot = Slot::Tombstone { timed_out: false };
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Deadlines.
+    pub(crate) fn on_timeout(&mut self, now: Instant, out: &mut Outputs) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        if self.phase != Phase::Ready && self.timers.due(Timer::Handshake, now) {
+            return self.close(CloseReason::HandshakeDeadline, out);
+        }
+        if self.timers.due(Timer::Response, now) {
+            self.expire_requests(now, out);
+        }
+        if self.timers.due(Timer::Stall, now) {
+            self.timers.clear(Timer::Stall);
+            if self.timed_out > 0 {
+                self.close(CloseReason::Stalled, out);
+            }
+        }
+    }
+
+    fn expire_requests(&mut self, now: Instant, out: &mut Outputs) {
+        let mut next: Option<Instant> = None;
+        for slot in &mut self.slots {
+            if let Slot::Request {
+                id,
+                deadline: Some(at),
+            } = *slot
+            {
+                if at <= now {
+                    out.events.push_back(Event::Response {
+                        id,
+                        result: Err(Error::Timeout),
+                    });
+                    *slot = Slot::Tombstone { timed_out: true };
+                    self.timed_out += 1;
+                } else {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+            }
+        }
+        match next {
+            Some(at) => self.timers.set(Timer::Response, at),
+            None => self.timers.clear(Timer::Response),
+        }
+        if self.timed_out > 0 && self.timers.get(Timer::Stall).is_none() {
+            self.arm_stall_from(now);
+        }
+    }
+
+    fn arm_stall(&mut self) {
+        self.arm_stall_from(self.last_rx);
+    }
+
+    fn arm_stall_from(&mut self, from: Instant) {
+        self.timers
+            .set(Timer::Stall, from.max(self.last_rx) + self.stall_timeout);
+    }
+
+    /// Closes the connection: fails everything in flight with `reason`,
+    /// emits the socket's one `Close`.
+    pub(crate) fn close(&mut self, reason: CloseReason, out: &mut Outputs) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+        let was_ready = self.phase == Phase::Ready;
+        self.phase = Phase::Closed;
+        self.timers = Timers::default();
+        let error = match reason {
+            CloseReason::Shutdown => Error::Shutdown,
+            ref other => Error::Connection(other.clone()),
+        };
+        for slot in self.slots.drain(..) {
+            if let Slot::Request { id, .. } = slot {
+                out.events.push_back(Event::Response {
+                    id,
+                    result: Err(error.clone()),
+                });
+            }
+        }
+        self.tx.clear();
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &mut self.tls {
+            // A clean shutdown says goodbye; a failed connection does not.
+            if was_ready && reason == CloseReason::Shutdown {
+                tls.close_notify();
+                tls.flush(&mut self.tx);
+            }
+        }
+        if let Some(data) = self.take_tx() {
+            out.effects.push_back(Effect::Send {
+                socket: self.socket,
+                data,
+            });
+        }
+        out.effects.push_back(Effect::Close {
+            socket: self.socket,
+            reason: reason.clone(),
+        });
+        out.events.push_back(Event::Disconnected {
+            socket: self.socket,
+            reason: reason.clone(),
+        });
+        self.close_reason = Some(reason);
+    }
+
+    fn start_handshake(&mut self, config: &ConnConfig, out: &mut Outputs) {
+        self.phase = Phase::Handshake;
+        let mut cmd = BytesMut::new();
+        match config.protocol {
+            Protocol::Resp3 => {
+                let mut args: Vec<&str> = alloc::vec!["HELLO", "3"];
+                let user = config.username.as_deref().unwrap_or("default");
+                if let Some(password) = &config.password {
+                    args.extend(["AUTH", user, password]);
+                }
+                if let Some(name) = &config.client_name {
+                    args.extend(["SETNAME", name]);
+                }
+                encode_command(&mut cmd, &args);
+                self.handshake_slot(Step::Required(HandshakeStep::Hello));
+            }
+            Protocol::Resp2 => self.legacy_auth(config, &mut cmd),
+        }
+        self.common_steps(config, &mut cmd);
+        self.write_raw(&cmd);
+        if self.handshake_left == 0 {
+            self.become_ready(out);
+        }
+    }
+
+    /// `AUTH` and `CLIENT SETNAME`: RESP2, or a server without `HELLO`.
+    fn legacy_auth(&mut self, config: &ConnConfig, cmd: &mut BytesMut) {
+        if let Some(password) = &config.password {
+            match &config.username {
+                Some(user) => encode_command(cmd, &["AUTH", user, password]),
+                None => encode_command(cmd, &["AUTH", password]),
+            }
+            self.handshake_slot(Step::Required(HandshakeStep::Auth));
+        }
+        if let Some(name) = &config.client_name {
+            encode_command(cmd, &["CLIENT", "SETNAME", name]);
+            self.handshake_slot(Step::Required(HandshakeStep::SetName));
+        }
+    }
+
+    /// `SELECT` and `CLIENT SETINFO`, after authentication.
+    fn common_steps(&mut self, config: &ConnConfig, cmd: &mut BytesMut) {
+        if config.database != 0 {
+            // Two arguments declared, two written: finish cannot fail.
+            let _ = CommandEncoder::new(cmd, 2)
+                .arg("SELECT")
+                .arg(config.database)
+                .finish();
+            self.handshake_slot(Step::Required(HandshakeStep::Select));
+        }
+        if config.set_info {
+            encode_command(cmd, &["CLIENT", "SETINFO", "LIB-NAME", "redpoll"]);
+            encode_command(
+                cmd,
+                &["CLIENT", "SETINFO", "LIB-VER", env!("CARGO_PKG_VERSION")],
+            );
+            self.handshake_slot(Step::Optional);
+            self.handshake_slot(Step::Optional);
+        }
+    }
+
+    fn handshake_slot(&mut self, step: Step) {
+        self.slots.push_back(Slot::Handshake(step));
+        self.handshake_left += 1;
+    }
+
+    fn become_ready(&mut self, out: &mut Outputs) {
+        self.phase = Phase::Ready;
+        self.timers.clear(Timer::Handshake);
+        out.events.push_back(Event::Connected {
+            socket: self.socket,
+            protocol: self.protocol,
+        });
+    }
+
+    fn decode(&mut self, config: &ConnConfig, out: &mut Outputs) {
+        while self.phase != Phase::Closed {
+            match self.decoder.decode(&mut self.rx) {
+                Ok(Some(frame)) => self.dispatch(frame, config, out),
+                Ok(None) => return,
+                Err(err) => return self.close(CloseReason::Protocol(err), out),
+            }
+        }
+    }
+
+    fn dispatch(&mut self, frame: Frame, config: &ConnConfig, out: &mut Outputs) {
+        if matches!(frame.without_attributes(), Frame::Push(_)) {
+            out.events.push_back(Event::Push {
+                socket: self.socket,
+                frame,
+            });
+            return;
+        }
+        match self.slots.pop_front() {
+            Some(Slot::Request { id, .. }) => out.events.push_back(Event::Response {
+                id,
+                result: Ok(frame),
+            }),
+            Some(Slot::Tombstone { timed_out }) => {
+                if timed_out {
+                    self.timed_out -= 1;
+                    if self.timed_out == 0 {
+                        self.timers.clear(Timer::Stall);
+                    }
+                }
+            }
+            Some(Slot::Handshake(step)) => {
+                self.handshake_left -= 1;
+                self.handshake_reply(step, &frame, config, out);
+            }
+            None => self.close(CloseReason::UnexpectedReply, out),
+        }
+    }
+
+    fn handshake_reply(
+        &mut self,
+        step: Step,
+        frame: &Frame,
+        config: &ConnConfig,
+        out: &mut Outputs,
+    ) {
+        let text = match frame.without_attributes() {
+            Frame::Error(text) | Frame::BulkError(text) => Some(text.clone()),
+            _ => None,
+        };
+        match (step, text) {
+            (Step::Required(HandshakeStep::Hello), None) => self.protocol = Protocol::Resp3,
+            (Step::Required(HandshakeStep::Hello), Some(text)) => {
+                let kind = HandshakeErrorKind::from_reply(&text);
+                if matches!(
+                    kind,
+                    HandshakeErrorKind::UnknownCommand | HandshakeErrorKind::NoProto
+                ) {
+                    self.fall_back_to_resp2(config);
+                } else {
+                    return self.refused(HandshakeStep::Hello, kind, &text, out);
+                }
+            }
+            (Step::Required(step), Some(text)) => {
+                let kind = HandshakeErrorKind::from_reply(&text);
+                return self.refused(step, kind, &text, out);
+            }
+            (Step::Required(_) | Step::Optional | Step::Superseded, _) => {}
+        }
+        if self.handshake_left == 0 && self.phase == Phase::Handshake {
+            self.become_ready(out);
+        }
+    }
+
+    fn refused(
+        &mut self,
+        step: HandshakeStep,
+        kind: HandshakeErrorKind,
+        text: &[u8],
+        out: &mut Outputs,
+    ) {
+        let message = String::from_utf8_lossy(text).into_owned();
+        self.close(
+            CloseReason::Handshake(HandshakeError {
+                step,
+                kind,
+                message,
+            }),
+            out,
+        );
+    }
+
+    /// The server does not know `HELLO 3`: speak RESP2, authenticate with
+    /// `AUTH`, and send again the steps pipelined behind the `HELLO`
+    /// (they ran unauthenticated).
+    fn fall_back_to_resp2(&mut self, config: &ConnConfig) {
+        self.protocol = Protocol::Resp2;
+        for slot in &mut self.slots {
+            if let Slot::Handshake(step) = slot {
+                *step = Step::Superseded;
+            }
+        }
+        let mut cmd = BytesMut::new();
+        self.legacy_auth(config, &mut cmd);
+        self.common_steps(config, &mut cmd);
+        self.write_raw(&cmd);
+    }
+}

@@ -1,0 +1,11 @@
+//! Test support shared by redpoll's test suites.
+//!
+//! - [`certs`]: a CA, server and client certificates generated at test time.
+//! - [`peer`]: a scripted server speaking RESP over plain bytes or an
+//!   in-memory rustls server connection, built from the project's own codec.
+//! - [`world`]: a client driven on a virtual clock against scripted peers,
+//!   with the open/close accounting every test checks.
+
+pub mod certs;
+pub mod peer;
+pub mod world;
