@@ -13,7 +13,7 @@
 //!   connection emits `Close` (reason [`CloseReason::HandshakeDeadline`]),
 //!   fails its waiters with a timeout, and says nothing more about the socket.
 //! - **Exactly one `Close`** per socket, on every path: the connection's
-//!   phase becomes `Closed` in one place, [`Conn::close`], which is the only
+//!   phase becomes `Closed` in one place, `Conn::close`, which is the only
 //!   code that emits `Close` and does nothing when already closed.
 //! - **Replies in FIFO order.** Every command written leaves one slot in a
 //!   queue; every reply (other than a RESP3 push) fills the oldest slot. A
