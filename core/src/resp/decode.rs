@@ -211,7 +211,24 @@ impl Decoder {
     ///
     /// A [`DecodeError`] when the stream is not valid RESP or breaks a limit.
     /// It is sticky: every later call returns it again.
+    #[inline]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
+        // Between top-level frames the common replies take the quick path
+        // without entering the general machine.
+        if self.error.is_none()
+            && matches!(self.pending, Pending::Start)
+            && self.stack.is_empty()
+            && self.attributes.is_none()
+        {
+            if let Some(frame) = self.quick(buf) {
+                return Ok(Some(frame));
+            }
+        }
+        self.decode_slow(buf)
+    }
+
+    #[inline(never)]
+    fn decode_slow(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
         if let Some(err) = self.error {
             return Err(err);
         }
@@ -226,10 +243,17 @@ impl Decoder {
 
     fn run(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
         loop {
-            let frame = match self.step(buf)? {
-                Step::Frame(frame) => frame,
-                Step::Progress => continue,
-                Step::Incomplete => return Ok(None),
+            let quick = match self.pending {
+                Pending::Start if !self.in_text() => self.quick(buf),
+                _ => None,
+            };
+            let frame = match quick {
+                Some(frame) => frame,
+                None => match self.step(buf)? {
+                    Step::Frame(frame) => frame,
+                    Step::Progress => continue,
+                    Step::Incomplete => return Ok(None),
+                },
             };
             if self.stack.is_empty() && self.attributes.is_none() {
                 return Ok(Some(frame));
@@ -237,6 +261,66 @@ impl Decoder {
             if let Some(frame) = self.deliver(frame)? {
                 return Ok(Some(frame));
             }
+        }
+    }
+
+    fn in_text(&self) -> bool {
+        matches!(self.stack.last(), Some(l) if l.kind == LevelKind::Text)
+    }
+
+    /// The fast path for the most common complete elements: bulk strings,
+    /// `+OK`, small integers and nulls, all bytes present. Anything else
+    /// (errors and limits included) is left to [`Decoder::step`], which
+    /// parses it again from the start, so the two can never disagree on
+    /// what is valid.
+    #[inline]
+    fn quick(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+        let b: &[u8] = buf;
+        let (&ty, _) = b.split_first()?;
+        match ty {
+            b'$' | b'*' if b.get(1..5) == Some(&b"-1\r\n"[..]) => {
+                self.consume(buf, 5);
+                Some(if ty == b'$' {
+                    Frame::NullBulk
+                } else {
+                    Frame::NullArray
+                })
+            }
+            b'$' => {
+                let (len, hdr) = small_number(b)?;
+                if len > self.limits.max_bulk_len as u64 {
+                    return None;
+                }
+                let len = len as usize;
+                let end = hdr + len;
+                if b.get(end..end + 2)? != b"\r\n" {
+                    return None;
+                }
+                // One split for header, payload and CRLF; trimming the
+                // frozen slice is cheaper than advancing the buffer twice.
+                let mut data = buf.split_to(end + 2).freeze();
+                data.advance(hdr);
+                data.truncate(len);
+                self.offset += (end + 2) as u64;
+                Some(Frame::Bulk(data))
+            }
+            b'+' if b.starts_with(b"+OK\r\n") => {
+                self.consume(buf, 5);
+                Some(Frame::Simple(Bytes::from_static(b"OK")))
+            }
+            b':' => {
+                let negative = b.get(1) == Some(&b'-');
+                let (n, used) = small_number(if negative { &b[1..] } else { b })?;
+                let used = used + usize::from(negative);
+                self.consume(buf, used);
+                let n = n as i64;
+                Some(Frame::Integer(if negative { -n } else { n }))
+            }
+            b'_' if b.starts_with(b"_\r\n") => {
+                self.consume(buf, 3);
+                Some(Frame::Null)
+            }
+            _ => None,
         }
     }
 
@@ -251,8 +335,8 @@ impl Decoder {
 
     /// Takes `n` payload bytes and the CRLF after them off the buffer.
     fn take(&mut self, buf: &mut BytesMut, n: usize) -> Bytes {
-        let data = buf.split_to(n).freeze();
-        buf.advance(2);
+        let mut data = buf.split_to(n + 2).freeze();
+        data.truncate(n);
         self.offset += n as u64 + 2;
         data
     }
@@ -773,6 +857,30 @@ impl Level {
             (_, Items::Text(text)) => Frame::Bulk(text.freeze()),
         })
     }
+}
+
+/// `<type><1 to 18 digits>\r\n` at the front of `b`: the number and the
+/// header length. `None` for anything else (signs, long numbers, missing
+/// bytes), which the general path handles.
+#[inline]
+fn small_number(b: &[u8]) -> Option<(u64, usize)> {
+    let mut n: u64 = 0;
+    let mut i = 1;
+    loop {
+        let c = *b.get(i)?;
+        if !c.is_ascii_digit() {
+            break;
+        }
+        n = n * 10 + u64::from(c - b'0');
+        i += 1;
+        if i > 18 {
+            return None;
+        }
+    }
+    if i == 1 || b.get(i..i + 2)? != b"\r\n" {
+        return None;
+    }
+    Some((n, i + 2))
 }
 
 fn parse_double(line: &[u8]) -> Option<f64> {

@@ -116,14 +116,29 @@ impl<'a> CommandEncoder<'a> {
 }
 
 /// Writes `ty`, a decimal number and CRLF: the header of every length-prefixed
-/// RESP type.
+/// RESP type (`*2\r\n`, `$13\r\n`).
+#[inline(always)]
 fn write_header(dst: &mut BytesMut, ty: u8, n: usize) {
-    let mut digits = [0u8; 20];
-    let text = format_u64(&mut digits, n as u64);
-    dst.reserve(text.len() + 3);
-    dst.put_u8(ty);
-    dst.put_slice(text);
-    dst.put_slice(b"\r\n");
+    // Command headers and argument lengths are nearly always below 100;
+    // fixed-size copies compile to a few stores.
+    if n < 10 {
+        dst.extend_from_slice(&[ty, b'0' + n as u8, b'\r', b'\n']);
+    } else if n < 100 {
+        dst.extend_from_slice(&[
+            ty,
+            b'0' + (n / 10) as u8,
+            b'0' + (n % 10) as u8,
+            b'\r',
+            b'\n',
+        ]);
+    } else {
+        let mut digits = [0u8; 20];
+        let text = format_u64(&mut digits, n as u64);
+        dst.reserve(text.len() + 3);
+        dst.extend_from_slice(&[ty]);
+        dst.extend_from_slice(text);
+        dst.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Formats `n` in decimal at the end of `buf`; returns the digits.
@@ -187,15 +202,12 @@ fn format_f64(out: &mut StackText, value: f64) -> &[u8] {
     &out.buf[..out.len]
 }
 
+#[inline]
 fn write_blob(dst: &mut BytesMut, ty: u8, data: &[u8]) {
-    let mut digits = [0u8; 20];
-    let len = format_u64(&mut digits, data.len() as u64);
-    dst.reserve(len.len() + data.len() + 5);
-    dst.put_u8(ty);
-    dst.put_slice(len);
-    dst.put_slice(b"\r\n");
-    dst.put_slice(data);
-    dst.put_slice(b"\r\n");
+    dst.reserve(data.len() + 25);
+    write_header(dst, ty, data.len());
+    dst.extend_from_slice(data);
+    dst.extend_from_slice(b"\r\n");
 }
 
 fn write_line(dst: &mut BytesMut, ty: u8, text: &[u8]) {
