@@ -219,10 +219,9 @@ impl Decoder {
             && matches!(self.pending, Pending::Start)
             && self.stack.is_empty()
             && self.attributes.is_none()
+            && let Some(frame) = self.quick(buf)
         {
-            if let Some(frame) = self.quick(buf) {
-                return Ok(Some(frame));
-            }
+            return Ok(Some(frame));
         }
         self.decode_slow(buf)
     }
