@@ -94,7 +94,7 @@ fn decode_chunks<'a>(
         fed += chunk.len();
         loop {
             match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => frames.push((frame, fed - buf.len())),
+                Ok(Some(frame)) => frames.push((frame, decoder.offset() as usize)),
                 Ok(None) => break,
                 Err(e) => {
                     return Err(format!(
@@ -105,10 +105,10 @@ fn decode_chunks<'a>(
             }
         }
     }
-    if !buf.is_empty() {
+    if !buf.is_empty() || !decoder.is_idle() || decoder.offset() != fed as u64 {
         return Err(format!(
-            "{} of {fed} bytes left in the buffer after {} frames",
-            buf.len(),
+            "{} of {fed} bytes not consumed after {} frames",
+            fed as u64 - decoder.offset(),
             frames.len()
         ));
     }
@@ -224,8 +224,9 @@ fn attribute_len(raw: &[u8]) -> Result<usize, String> {
     let mut bytes = raw.to_vec();
     bytes[0] = b'%';
     let mut buf = BytesMut::from(&bytes[..]);
-    match Decoder::new().decode(&mut buf) {
-        Ok(Some(Frame::Map(_))) => Ok(raw.len() - buf.len()),
+    let mut decoder = Decoder::new();
+    match decoder.decode(&mut buf) {
+        Ok(Some(Frame::Map(_))) => Ok(decoder.offset() as usize),
         other => Err(format!(
             "cannot find the end of the attribute map: {other:?}"
         )),

@@ -15,6 +15,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::error::{DecodeError, DecodeErrorKind as Kind};
 use super::frame::{Attributed, Frame};
 
+mod fast;
+use fast::Fast;
+
 /// Bounds on what a server may declare, checked before anything is waited for.
 ///
 /// The defaults follow what a well-configured redis-server can send: its own
@@ -71,6 +74,10 @@ pub struct Decoder {
     limits: Limits,
     /// Stream offset of the first byte of the caller's buffer.
     offset: u64,
+    /// Bytes taken from the caller's buffer in one go, for the fast path;
+    /// `chunk[pos..]` comes before anything in the caller's buffer.
+    chunk: Bytes,
+    pos: usize,
     pending: Pending,
     /// Unfinished aggregates, outermost first.
     stack: Vec<Level>,
@@ -169,6 +176,8 @@ impl Decoder {
         Self {
             limits,
             offset: 0,
+            chunk: Bytes::new(),
+            pos: 0,
             pending: Pending::Start,
             stack: Vec::new(),
             attributes: None,
@@ -194,18 +203,20 @@ impl Decoder {
     /// consumed from the buffer yet.
     #[must_use]
     pub fn is_idle(&self) -> bool {
-        self.stack.is_empty()
+        self.pos == self.chunk.len()
+            && self.stack.is_empty()
             && self.attributes.is_none()
             && !matches!(self.pending, Pending::Blob { .. })
     }
 
-    /// Decodes the next complete frame at the front of `buf`, removing the
-    /// bytes it used.
+    /// Decodes the next complete frame at the front of `buf`.
     ///
     /// `Ok(None)` means more bytes are needed: append them to `buf` and call
-    /// again. The bytes of a frame that is not complete yet may already have
-    /// been taken from `buf` (the decoder keeps what it parsed), so the
-    /// caller must never remove or rewrite bytes of `buf` itself.
+    /// again. The decoder takes bytes from the front of `buf` as it goes, and
+    /// may take more than one frame's worth at a time and keep them for the
+    /// next calls, so the caller must only ever append to `buf`, never
+    /// remove or rewrite bytes of it. When a call returns `Ok(None)`, every
+    /// byte given so far has been examined: nothing complete is left behind.
     ///
     /// # Errors
     ///
@@ -213,17 +224,83 @@ impl Decoder {
     /// It is sticky: every later call returns it again.
     #[inline]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
-        // Between top-level frames the common replies take the quick path
-        // without entering the general machine.
-        if self.error.is_none()
-            && matches!(self.pending, Pending::Start)
-            && self.stack.is_empty()
-            && self.attributes.is_none()
-            && let Some(frame) = self.quick(buf)
-        {
-            return Ok(Some(frame));
+        // Between top-level frames, complete common replies are parsed by the
+        // fast path from a chunk taken from `buf` in one go: no buffer
+        // bookkeeping per frame, one reference count per bulk payload.
+        // Unparsed chunk bytes only outlive a call that returned a frame,
+        // so while there are some the decoder is between frames.
+        if self.pos < self.chunk.len() || self.take_chunk(buf) {
+            if let Some(frame) = self.fast_scalar() {
+                return Ok(Some(frame));
+            }
+            match self.fast(0) {
+                Fast::Frame(frame) => return Ok(Some(frame)),
+                Fast::Suspended => {}
+                Fast::NotHandled => self.give_back(buf),
+            }
         }
         self.decode_slow(buf)
+    }
+
+    /// Takes everything in `buf` as the fast path's chunk, when the decoder
+    /// is between top-level frames.
+    #[inline]
+    fn take_chunk(&mut self, buf: &mut BytesMut) -> bool {
+        let idle = self.error.is_none()
+            && matches!(self.pending, Pending::Start)
+            && self.stack.is_empty()
+            && self.attributes.is_none();
+        if !idle || buf.is_empty() {
+            return false;
+        }
+        self.chunk = buf.split().freeze();
+        self.pos = 0;
+        true
+    }
+
+    /// The fast path at an element boundary inside an aggregate: takes a
+    /// chunk when it has none, gives the rest back when the fast path stops
+    /// short.
+    #[inline]
+    fn try_fast(&mut self, buf: &mut BytesMut) -> Fast {
+        if self.pos == self.chunk.len() {
+            if buf.is_empty() {
+                return Fast::NotHandled;
+            }
+            self.chunk = buf.split().freeze();
+            self.pos = 0;
+        }
+        match self.fast(0) {
+            Fast::NotHandled => {
+                self.give_back(buf);
+                Fast::NotHandled
+            }
+            done => done,
+        }
+    }
+
+    /// Returns the unparsed rest of the chunk to the front of `buf`, for the
+    /// general machine. It is at most one unfinished or unusual element
+    /// (plus whatever the caller appended since): the fast path stops at the
+    /// first element it does not finish, and the general machine then keeps
+    /// the state (a bulk length, a scan position) that spares the next calls
+    /// from taking a chunk until that element is done.
+    #[cold]
+    fn give_back(&mut self, buf: &mut BytesMut) {
+        let rest = self.chunk.slice(self.pos..);
+        self.chunk = Bytes::new();
+        self.pos = 0;
+        if rest.is_empty() {
+            return;
+        }
+        if buf.is_empty() {
+            buf.extend_from_slice(&rest);
+        } else {
+            let mut joined = BytesMut::with_capacity(rest.len() + buf.len());
+            joined.extend_from_slice(&rest);
+            joined.extend_from_slice(buf);
+            *buf = joined;
+        }
     }
 
     #[inline(never)]
@@ -242,13 +319,14 @@ impl Decoder {
 
     fn run(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
         loop {
-            let quick = match self.pending {
-                Pending::Start if !self.in_text() => self.quick(buf),
-                _ => None,
+            let fast = match self.pending {
+                Pending::Start if !self.in_text() => self.try_fast(buf),
+                _ => Fast::NotHandled,
             };
-            let frame = match quick {
-                Some(frame) => frame,
-                None => match self.step(buf)? {
+            let frame = match fast {
+                Fast::Frame(frame) => frame,
+                Fast::Suspended => continue,
+                Fast::NotHandled => match self.step(buf)? {
                     Step::Frame(frame) => frame,
                     Step::Progress => continue,
                     Step::Incomplete => return Ok(None),
@@ -265,62 +343,6 @@ impl Decoder {
 
     fn in_text(&self) -> bool {
         matches!(self.stack.last(), Some(l) if l.kind == LevelKind::Text)
-    }
-
-    /// The fast path for the most common complete elements: bulk strings,
-    /// `+OK`, small integers and nulls, all bytes present. Anything else
-    /// (errors and limits included) is left to [`Decoder::step`], which
-    /// parses it again from the start, so the two can never disagree on
-    /// what is valid.
-    #[inline]
-    fn quick(&mut self, buf: &mut BytesMut) -> Option<Frame> {
-        let b: &[u8] = buf;
-        let (&ty, _) = b.split_first()?;
-        match ty {
-            b'$' | b'*' if b.get(1..5) == Some(&b"-1\r\n"[..]) => {
-                self.consume(buf, 5);
-                Some(if ty == b'$' {
-                    Frame::NullBulk
-                } else {
-                    Frame::NullArray
-                })
-            }
-            b'$' => {
-                let (len, hdr) = small_number(b)?;
-                if len > self.limits.max_bulk_len as u64 {
-                    return None;
-                }
-                let len = len as usize;
-                let end = hdr + len;
-                if b.get(end..end + 2)? != b"\r\n" {
-                    return None;
-                }
-                // One split for header, payload and CRLF; trimming the
-                // frozen slice is cheaper than advancing the buffer twice.
-                let mut data = buf.split_to(end + 2).freeze();
-                data.advance(hdr);
-                data.truncate(len);
-                self.offset += (end + 2) as u64;
-                Some(Frame::Bulk(data))
-            }
-            b'+' if b.starts_with(b"+OK\r\n") => {
-                self.consume(buf, 5);
-                Some(Frame::Simple(Bytes::from_static(b"OK")))
-            }
-            b':' => {
-                let negative = b.get(1) == Some(&b'-');
-                let (n, used) = small_number(if negative { &b[1..] } else { b })?;
-                let used = used + usize::from(negative);
-                self.consume(buf, used);
-                let n = n as i64;
-                Some(Frame::Integer(if negative { -n } else { n }))
-            }
-            b'_' if b.starts_with(b"_\r\n") => {
-                self.consume(buf, 3);
-                Some(Frame::Null)
-            }
-            _ => None,
-        }
     }
 
     const fn fail(&self, at: usize, kind: Kind) -> DecodeError {
@@ -651,7 +673,12 @@ impl Decoder {
         }
         // Room for what the buffer can already hold (each element takes at
         // least 3 bytes), never for what was only declared.
-        let room = count.map_or(0, |n| n.min((buf.len() - used) / 3));
+        let per = if matches!(kind, LevelKind::Map | LevelKind::Attribute) {
+            6
+        } else {
+            3
+        };
+        let room = count.map_or(0, |n| n.min((buf.len() - used) / per));
         self.open(kind, count, room)?;
         self.consume(buf, used);
         Ok(Step::Progress)
@@ -832,7 +859,7 @@ impl Level {
         let (remaining, items) = match kind {
             LevelKind::Map | LevelKind::Attribute => (
                 count.map(|n| n * 2),
-                Items::Pairs(Vec::with_capacity(room / 2), None),
+                Items::Pairs(Vec::with_capacity(room), None),
             ),
             LevelKind::Text => (None, Items::Text(BytesMut::new())),
             _ => (count, Items::List(Vec::with_capacity(room))),
@@ -856,30 +883,6 @@ impl Level {
             (_, Items::Text(text)) => Frame::Bulk(text.freeze()),
         })
     }
-}
-
-/// `<type><1 to 18 digits>\r\n` at the front of `b`: the number and the
-/// header length. `None` for anything else (signs, long numbers, missing
-/// bytes), which the general path handles.
-#[inline]
-fn small_number(b: &[u8]) -> Option<(u64, usize)> {
-    let mut n: u64 = 0;
-    let mut i = 1;
-    loop {
-        let c = *b.get(i)?;
-        if !c.is_ascii_digit() {
-            break;
-        }
-        n = n * 10 + u64::from(c - b'0');
-        i += 1;
-        if i > 18 {
-            return None;
-        }
-    }
-    if i == 1 || b.get(i..i + 2)? != b"\r\n" {
-        return None;
-    }
-    Some((n, i + 2))
 }
 
 fn parse_double(line: &[u8]) -> Option<f64> {
