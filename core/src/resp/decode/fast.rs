@@ -182,28 +182,12 @@ impl Decoder {
         if kind == LevelKind::Map {
             let mut pairs = Vec::with_capacity(room);
             for i in 0..n {
-                let key = match self.fast_scalar() {
-                    Some(key) => Fast::Frame(key),
-                    None => self.fast(depth + 1),
+                let Some(key) = self.element(depth) else {
+                    return self.suspend(base, kind, 2 * (n - i), Items::Pairs(pairs, None));
                 };
-                let key = match key {
-                    Fast::Frame(key) => key,
-                    _ => return self.suspend(base, kind, 2 * (n - i), Items::Pairs(pairs, None)),
-                };
-                let value = match self.fast_scalar() {
-                    Some(value) => Fast::Frame(value),
-                    None => self.fast(depth + 1),
-                };
-                let value = match value {
-                    Fast::Frame(value) => value,
-                    _ => {
-                        return self.suspend(
-                            base,
-                            kind,
-                            2 * (n - i) - 1,
-                            Items::Pairs(pairs, Some(key)),
-                        );
-                    }
+                let Some(value) = self.element(depth) else {
+                    let left = 2 * (n - i) - 1;
+                    return self.suspend(base, kind, left, Items::Pairs(pairs, Some(key)));
                 };
                 pairs.push((key, value));
             }
@@ -211,21 +195,30 @@ impl Decoder {
         }
         let mut items = Vec::with_capacity(room);
         for i in 0..n {
-            // Scalars inline; only nested aggregates recurse.
-            if let Some(item) = self.fast_scalar() {
-                items.push(item);
-                continue;
-            }
-            match self.fast(depth + 1) {
-                Fast::Frame(item) => items.push(item),
-                _ => return self.suspend(base, kind, n - i, Items::List(items)),
-            }
+            let Some(item) = self.element(depth) else {
+                return self.suspend(base, kind, n - i, Items::List(items));
+            };
+            items.push(item);
         }
         Fast::Frame(match kind {
             LevelKind::Set => Frame::Set(items),
             LevelKind::Push => Frame::Push(items),
             _ => Frame::Array(items),
         })
+    }
+
+    /// One element of an aggregate at `depth`: scalars inline, nested
+    /// aggregates by recursion. `None` when the aggregate must be suspended
+    /// (the element is unfinished, unusual, or was itself suspended).
+    #[inline(always)]
+    fn element(&mut self, depth: usize) -> Option<Frame> {
+        if let Some(item) = self.fast_scalar() {
+            return Some(item);
+        }
+        match self.fast(depth + 1) {
+            Fast::Frame(item) => Some(item),
+            Fast::Suspended | Fast::NotHandled => None,
+        }
     }
 
     /// Hands an unfinished aggregate to the general machine. Levels its
