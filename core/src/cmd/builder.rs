@@ -140,6 +140,18 @@ impl<T> Cmd<T> {
         }
     }
 
+    /// A command with no arguments at all, not even a name: only meant to
+    /// be [`appended`](Self::append) to another command.
+    pub(super) fn empty() -> Self {
+        Self {
+            args: BytesMut::new(),
+            argc: 0,
+            keys: Spans::default(),
+            read_only: false,
+            reply: PhantomData,
+        }
+    }
+
     /// Appends an argument.
     pub fn arg(mut self, arg: impl ToArg) -> Self {
         self.push_arg(arg);

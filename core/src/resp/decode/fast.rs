@@ -49,97 +49,55 @@ impl Decoder {
     /// scalar. `None` for anything else, aggregates included.
     #[inline(always)]
     pub(super) fn fast_scalar(&mut self) -> Option<Frame> {
-        let b = &self.chunk[self.pos..];
-        let &ty = b.first()?;
-        match ty {
-            b'$' => self.fast_bulk(),
-            b':' => self.fast_integer(),
-            b'+' | b'-' => self.fast_simple(ty),
-            b'_' if b.starts_with(b"_\r\n") => Some(self.done(3, Frame::Null)),
-            b'#' if b.starts_with(b"#t\r\n") => Some(self.done(4, Frame::Boolean(true))),
-            b'#' if b.starts_with(b"#f\r\n") => Some(self.done(4, Frame::Boolean(false))),
-            b',' => self.fast_double(),
-            _ => None,
-        }
+        let pos = self.pos;
+        let b = &self.chunk[pos..];
+        let (frame, used) = match *b.first()? {
+            b'$' if b.get(1) == Some(&b'-') => {
+                b.starts_with(b"$-1\r\n").then_some((Frame::NullBulk, 5))?
+            }
+            b'$' => {
+                let (len, hdr) = header(b)?;
+                if len > self.limits.max_bulk_len as u64 {
+                    return None;
+                }
+                let end = hdr + len as usize;
+                if b.get(end..end + 2) != Some(b"\r\n") {
+                    return None;
+                }
+                (Frame::Bulk(self.chunk.slice(pos + hdr..pos + end)), end + 2)
+            }
+            b':' => {
+                let (value, used) = integer(b)?;
+                (Frame::Integer(value), used)
+            }
+            b'+' if b.starts_with(b"+OK\r\n") => (Frame::Simple(Bytes::from_static(b"OK")), 5),
+            ty @ (b'+' | b'-') => {
+                let cr = self.line_end(b)?;
+                let text = self.chunk.slice(pos + 1..pos + cr);
+                let frame = if ty == b'+' {
+                    Frame::Simple(text)
+                } else {
+                    Frame::Error(text)
+                };
+                (frame, cr + 2)
+            }
+            b'_' if b.starts_with(b"_\r\n") => (Frame::Null, 3),
+            b'#' if b.starts_with(b"#t\r\n") => (Frame::Boolean(true), 4),
+            b'#' if b.starts_with(b"#f\r\n") => (Frame::Boolean(false), 4),
+            b',' => {
+                let cr = self.line_end(b)?;
+                (Frame::Double(parse_double(&b[1..cr])?), cr + 2)
+            }
+            _ => return None,
+        };
+        self.pos = pos + used;
+        Some(frame)
     }
 
     #[inline(always)]
     fn done(&mut self, used: usize, frame: Frame) -> Frame {
         self.pos += used;
-        self.offset += used as u64;
         frame
-    }
-
-    /// A slice of the chunk: shares its allocation, no copy.
-    #[inline]
-    fn slice(&self, from: usize, to: usize) -> Bytes {
-        self.chunk.slice(self.pos + from..self.pos + to)
-    }
-
-    #[inline(always)]
-    fn fast_bulk(&mut self) -> Option<Frame> {
-        let b = &self.chunk[self.pos..];
-        if b.get(1) == Some(&b'-') {
-            return b
-                .starts_with(b"$-1\r\n")
-                .then(|| self.done(5, Frame::NullBulk));
-        }
-        let (len, hdr) = header(b)?;
-        if len > self.limits.max_bulk_len as u64 {
-            return None;
-        }
-        let end = hdr + len as usize;
-        if b.get(end..end + 2) != Some(b"\r\n") {
-            return None;
-        }
-        let data = self.slice(hdr, end);
-        Some(self.done(end + 2, Frame::Bulk(data)))
-    }
-
-    #[inline(always)]
-    fn fast_integer(&mut self) -> Option<Frame> {
-        let b = &self.chunk[self.pos..];
-        let negative = b.get(1) == Some(&b'-');
-        let start = 1 + usize::from(negative);
-        let (magnitude, end) = digits(b, start)?;
-        if b.get(end..end + 2) != Some(b"\r\n") {
-            return None;
-        }
-        let value = if negative {
-            if magnitude > i64::MIN.unsigned_abs() {
-                return None;
-            }
-            0i64.wrapping_sub_unsigned(magnitude)
-        } else {
-            i64::try_from(magnitude).ok()?
-        };
-        Some(self.done(end + 2, Frame::Integer(value)))
-    }
-
-    #[inline(always)]
-    fn fast_simple(&mut self, ty: u8) -> Option<Frame> {
-        let b = &self.chunk[self.pos..];
-        if b.starts_with(b"+OK\r\n") {
-            return Some(self.done(5, Frame::Simple(Bytes::from_static(b"OK"))));
-        }
-        let cr = self.line_end(b)?;
-        let text = self.slice(1, cr);
-        Some(self.done(
-            cr + 2,
-            if ty == b'+' {
-                Frame::Simple(text)
-            } else {
-                Frame::Error(text)
-            },
-        ))
-    }
-
-    #[inline]
-    fn fast_double(&mut self) -> Option<Frame> {
-        let b = &self.chunk[self.pos..];
-        let cr = self.line_end(b)?;
-        let value = parse_double(&b[1..cr])?;
-        Some(self.done(cr + 2, Frame::Double(value)))
     }
 
     /// The index of the CR of a complete line within the line limit.
@@ -178,7 +136,6 @@ impl Decoder {
         let per = if kind == LevelKind::Map { 6 } else { 3 };
         let room = n.min((b.len() - hdr) / per);
         self.pos += hdr;
-        self.offset += hdr as u64;
         if kind == LevelKind::Map {
             let mut pairs = Vec::with_capacity(room);
             for i in 0..n {
@@ -194,17 +151,55 @@ impl Decoder {
             return Fast::Frame(Frame::Map(pairs));
         }
         let mut items = Vec::with_capacity(room);
-        for i in 0..n {
+        let mut i = 0;
+        while i < n {
+            i += self.bulk_run(&mut items, n - i);
+            if i == n {
+                break;
+            }
             let Some(item) = self.element(depth) else {
                 return self.suspend(base, kind, n - i, Items::List(items));
             };
             items.push(item);
+            i += 1;
         }
         Fast::Frame(match kind {
             LevelKind::Set => Frame::Set(items),
             LevelKind::Push => Frame::Push(items),
             _ => Frame::Array(items),
         })
+    }
+
+    /// Parses up to `max` consecutive complete bulk strings into `items` (the
+    /// shape of most array replies: `MGET`, `LRANGE`, `HGETALL`, ...) with
+    /// the position in a register; returns how many.
+    #[inline(always)]
+    fn bulk_run(&mut self, items: &mut Vec<Frame>, max: usize) -> usize {
+        let max_len = self.limits.max_bulk_len as u64;
+        let chunk = &self.chunk;
+        let mut pos = self.pos;
+        let mut done = 0;
+        while done < max {
+            let b = &chunk[pos..];
+            if b.first() != Some(&b'$') {
+                break;
+            }
+            let Some((len, hdr)) = header(b) else {
+                break;
+            };
+            if len > max_len {
+                break;
+            }
+            let end = hdr + len as usize;
+            if b.get(end..end + 2) != Some(b"\r\n") {
+                break;
+            }
+            items.push(Frame::Bulk(chunk.slice(pos + hdr..pos + end)));
+            pos += end + 2;
+            done += 1;
+        }
+        self.pos = pos;
+        done
     }
 
     /// One element of an aggregate at `depth`: scalars inline, nested
@@ -243,22 +238,47 @@ impl Decoder {
 /// missing bytes), which the general machine handles.
 #[inline(always)]
 fn header(b: &[u8]) -> Option<(u64, usize)> {
-    // With 24 bytes in view the loop needs no bounds checks: at most 18
+    // With 24 bytes in view nothing needs a bounds check: at most 18
     // digits, then CR LF, all within the array.
     let Some(b) = b.get(..24).and_then(|b| <&[u8; 24]>::try_from(b).ok()) else {
         return short_header(b);
     };
-    let mut n: u64 = 0;
-    let mut i = 1;
-    while i < 19 {
-        let d = b[i].wrapping_sub(b'0');
-        if d > 9 {
-            break;
-        }
-        n = n * 10 + u64::from(d);
-        i += 1;
+    let d1 = b[1].wrapping_sub(b'0');
+    if d1 > 9 {
+        return None;
     }
-    if i == 1 || b[i] != b'\r' || b[i + 1] != b'\n' {
+    // Lengths and counts below 1,000 first: they are nearly all of them.
+    let (n, i) = if b[2] == b'\r' {
+        (u64::from(d1), 2)
+    } else if b[3] == b'\r' {
+        let d2 = b[2].wrapping_sub(b'0');
+        if d2 > 9 {
+            return None;
+        }
+        (u64::from(d1) * 10 + u64::from(d2), 3)
+    } else if b[4] == b'\r' {
+        let (d2, d3) = (b[2].wrapping_sub(b'0'), b[3].wrapping_sub(b'0'));
+        if d2 > 9 || d3 > 9 {
+            return None;
+        }
+        (u64::from(d1) * 100 + u64::from(d2) * 10 + u64::from(d3), 4)
+    } else {
+        let mut n = u64::from(d1);
+        let mut i = 2;
+        while i < 19 {
+            let d = b[i].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            n = n * 10 + u64::from(d);
+            i += 1;
+        }
+        if b[i] != b'\r' {
+            return None;
+        }
+        (n, i)
+    };
+    if b[i + 1] != b'\n' {
         return None;
     }
     Some((n, i + 2))
@@ -267,43 +287,94 @@ fn header(b: &[u8]) -> Option<(u64, usize)> {
 /// [`header`] near the end of the chunk.
 #[cold]
 fn short_header(b: &[u8]) -> Option<(u64, usize)> {
-    let (n, end) = digits(b, 1)?;
-    if end > 19 || b.get(end..end + 2)? != b"\r\n" {
-        return None;
-    }
-    Some((n, end + 2))
-}
-
-/// One to nineteen decimal digits from `start`: their value and the index
-/// after them. Eight digits at a time where it can (a full-range integer
-/// reply has up to nineteen).
-#[inline]
-fn digits(b: &[u8], start: usize) -> Option<(u64, usize)> {
-    let mut value: u64 = 0;
-    let mut i = start;
-    while let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-        let Some(eight) = eight_digits(u64::from_le_bytes(chunk)) else {
-            break;
-        };
-        if i - start >= 16 {
-            // A seventeenth to twenty-fourth digit: more than 19 digits or
-            // too close to overflow for the bytewise loop to check; rare.
-            break;
-        }
-        value = value * 100_000_000 + eight;
-        i += 8;
-    }
+    let mut n: u64 = 0;
+    let mut i = 1;
     while let Some(&c) = b.get(i) {
-        if !c.is_ascii_digit() {
+        if !c.is_ascii_digit() || i == 19 {
             break;
         }
-        if i - start >= 19 {
-            return None;
-        }
-        value = value.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        n = n * 10 + u64::from(c - b'0');
         i += 1;
     }
-    (i > start).then_some((value, i))
+    if i == 1 || b.get(i..i + 2)? != b"\r\n" {
+        return None;
+    }
+    Some((n, i + 2))
+}
+
+/// `:[-]<1 to 19 digits>\r\n` at the front of `b`: the value and the line
+/// length. `None` for anything else (a `+` sign, more digits, out of
+/// range, missing bytes), which the general machine handles.
+#[inline(always)]
+fn integer(b: &[u8]) -> Option<(i64, usize)> {
+    // With 24 bytes in view nothing below needs a bounds check: a sign, at
+    // most 19 digits and CR LF end by index 22.
+    let Some(w) = b.get(..24).and_then(|b| <&[u8; 24]>::try_from(b).ok()) else {
+        return short_integer(b);
+    };
+    let negative = w[1] == b'-';
+    let start = 1 + usize::from(negative);
+    let mut i = start;
+    // Nineteen digits never overflow a u64 (10^19 - 1 < 2^64).
+    let mut magnitude: u64 = 0;
+    while i < start + 16 && w[i + 7].is_ascii_digit() {
+        let word = u64::from_le_bytes([
+            w[i],
+            w[i + 1],
+            w[i + 2],
+            w[i + 3],
+            w[i + 4],
+            w[i + 5],
+            w[i + 6],
+            w[i + 7],
+        ]);
+        let Some(eight) = eight_digits(word) else {
+            break;
+        };
+        magnitude = magnitude * 100_000_000 + eight;
+        i += 8;
+    }
+    while i < start + 19 {
+        let d = w[i].wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        magnitude = magnitude * 10 + u64::from(d);
+        i += 1;
+    }
+    if i == start || w[i] != b'\r' || w[i + 1] != b'\n' {
+        return None;
+    }
+    Some((signed(magnitude, negative)?, i + 2))
+}
+
+/// [`integer`] near the end of the chunk.
+#[cold]
+fn short_integer(b: &[u8]) -> Option<(i64, usize)> {
+    let negative = b.get(1) == Some(&b'-');
+    let start = 1 + usize::from(negative);
+    let mut magnitude: u64 = 0;
+    let mut i = start;
+    while let Some(&c) = b.get(i) {
+        if !c.is_ascii_digit() || i - start == 19 {
+            break;
+        }
+        magnitude = magnitude * 10 + u64::from(c - b'0');
+        i += 1;
+    }
+    if i == start || b.get(i..i + 2)? != b"\r\n" {
+        return None;
+    }
+    Some((signed(magnitude, negative)?, i + 2))
+}
+
+#[inline(always)]
+fn signed(magnitude: u64, negative: bool) -> Option<i64> {
+    if negative {
+        (magnitude <= i64::MIN.unsigned_abs()).then(|| 0i64.wrapping_sub_unsigned(magnitude))
+    } else {
+        i64::try_from(magnitude).ok()
+    }
 }
 
 /// The value of eight ASCII digits read as a little-endian word, or `None`
@@ -325,7 +396,7 @@ const fn eight_digits(word: u64) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{digits, eight_digits};
+    use super::{eight_digits, integer};
 
     #[test]
     fn eight_digits_at_a_time() {
@@ -349,22 +420,39 @@ mod tests {
     }
 
     #[test]
-    fn digits_of_every_length() {
+    fn integers_of_every_length_near_and_far_from_the_end() {
         for len in 1..=19usize {
             let text: alloc::string::String =
                 (0..len).map(|i| char::from(b'1' + (i % 9) as u8)).collect();
-            let input = alloc::format!(":{text}\r\n");
-            assert_eq!(
-                digits(input.as_bytes(), 1),
-                Some((text.parse().unwrap(), 1 + len)),
-                "{text}"
-            );
+            let value: i64 = text.parse().unwrap();
+            for sign in ["", "-"] {
+                let line = alloc::format!(":{sign}{text}\r\n");
+                let expected = if sign.is_empty() { value } else { -value };
+                assert_eq!(
+                    integer(line.as_bytes()),
+                    Some((expected, line.len())),
+                    "short {line:?}"
+                );
+                let padded = alloc::format!("{line}+OK\r\n+OK\r\n+OK\r\n+OK\r\n");
+                assert_eq!(
+                    integer(padded.as_bytes()),
+                    Some((expected, line.len())),
+                    "long {line:?}"
+                );
+            }
         }
-        assert_eq!(digits(b":18446744073709551615\r\n", 1), None, "20 digits");
-        assert_eq!(
-            digits(b":9999999999999999999\r\n", 1),
-            Some((9_999_999_999_999_999_999, 20))
-        );
-        assert_eq!(digits(b":\r\n", 1), None);
+        for bad in [
+            ":\r\n",
+            ":-\r\n",
+            ":12x\r\n",
+            ":99999999999999999999\r\n",
+            ":9223372036854775808\r\n",
+        ] {
+            assert_eq!(integer(bad.as_bytes()), None, "{bad}");
+            let padded = alloc::format!("{bad}+OK\r\n+OK\r\n+OK\r\n+OK\r\n");
+            assert_eq!(integer(padded.as_bytes()), None, "{bad}");
+        }
+        let min = alloc::format!(":{}\r\n+OK\r\n+OK\r\n+OK\r\n", i64::MIN);
+        assert_eq!(integer(min.as_bytes()).map(|(v, _)| v), Some(i64::MIN));
     }
 }

@@ -72,7 +72,9 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct Decoder {
     limits: Limits,
-    /// Stream offset of the first byte of the caller's buffer.
+    /// Stream offset of `chunk[0]` while a chunk is held, else of the first
+    /// byte of the caller's buffer. The fast path only moves `pos`: the
+    /// position in the stream is `offset + pos`.
     offset: u64,
     /// Bytes taken from the caller's buffer in one go, for the fast path;
     /// `chunk[pos..]` comes before anything in the caller's buffer.
@@ -196,7 +198,7 @@ impl Decoder {
     /// Stream offset of the first byte not consumed yet.
     #[must_use]
     pub const fn offset(&self) -> u64 {
-        self.offset
+        self.offset + self.pos as u64
     }
 
     /// Whether the decoder is between frames: nothing of a frame has been
@@ -253,8 +255,9 @@ impl Decoder {
         if !idle || buf.is_empty() {
             return false;
         }
-        self.chunk = buf.split().freeze();
+        self.offset += self.pos as u64;
         self.pos = 0;
+        self.chunk = buf.split().freeze();
         true
     }
 
@@ -267,8 +270,9 @@ impl Decoder {
             if buf.is_empty() {
                 return Fast::NotHandled;
             }
-            self.chunk = buf.split().freeze();
+            self.offset += self.pos as u64;
             self.pos = 0;
+            self.chunk = buf.split().freeze();
         }
         match self.fast(0) {
             Fast::NotHandled => {
@@ -289,6 +293,7 @@ impl Decoder {
     fn give_back(&mut self, buf: &mut BytesMut) {
         let rest = self.chunk.slice(self.pos..);
         self.chunk = Bytes::new();
+        self.offset += self.pos as u64;
         self.pos = 0;
         if rest.is_empty() {
             return;
@@ -346,7 +351,7 @@ impl Decoder {
     }
 
     const fn fail(&self, at: usize, kind: Kind) -> DecodeError {
-        DecodeError::new(self.offset + at as u64, kind)
+        DecodeError::new(self.offset + (self.pos + at) as u64, kind)
     }
 
     fn consume(&mut self, buf: &mut BytesMut, n: usize) {
