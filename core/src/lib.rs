@@ -79,6 +79,10 @@
 //! - [`resp`]: RESP2/RESP3 frames, the incremental zero-copy
 //!   [`resp::Decoder`] and the encoder.
 //! - [`command`]: anything that can encode itself as a command.
+//! - [`cmd`]: the command API both adapters share: typed builders
+//!   ([`cmd::get`], [`cmd::set`], ...) that know their reply types, the
+//!   [`cmd::FromFrame`] conversions, pipelines, scripts, scans, pub/sub
+//!   messages.
 //! - [`conn`]: one socket's machine: handshake with one deadline, TLS,
 //!   pipelining.
 //! - [`client`]: the top machine adapters drive.
@@ -102,10 +106,11 @@
 )]
 
 extern crate alloc;
-#[cfg(feature = "tls")]
+#[cfg(feature = "std")]
 extern crate std;
 
 pub mod client;
+pub mod cmd;
 pub mod command;
 pub mod conn;
 mod error;

@@ -80,7 +80,7 @@ impl Spans {
         }
     }
 
-    fn iter(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+    fn iter(&self) -> impl Iterator<Item = Range<usize>> + Clone + '_ {
         self.first.iter().chain(&self.more).cloned()
     }
 }
@@ -216,7 +216,7 @@ impl<T> Cmd<T> {
     }
 
     /// The arguments, the name first.
-    pub fn argv(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    pub fn argv(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
         let mut at = 0;
         (0..self.argc).map_while(move |_| {
             let (payload, next) = bulk_at(&self.args, at)?;
@@ -229,7 +229,7 @@ impl<T> Cmd<T> {
     ///
     /// The typed builders record them; a command built with [`Cmd::new`]
     /// has the keys added with [`Cmd::key`].
-    pub fn keys(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
         self.keys.iter().map(|span| &self.args[span])
     }
 
@@ -255,6 +255,14 @@ impl<T> Cmd<T> {
     pub fn block_timeout(&self) -> Option<Duration> {
         let mut argv = self.argv();
         let name = argv.next()?;
+        // Asked for every command sent: most are rejected by their first
+        // letter.
+        if !matches!(
+            name.first().map(u8::to_ascii_uppercase),
+            Some(b'B' | b'W' | b'X')
+        ) {
+            return None;
+        }
         let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
         if is(b"BLPOP")
             || is(b"BRPOP")
@@ -302,6 +310,12 @@ impl<T> Cmd<T> {
     #[must_use]
     pub fn reply_kind(&self) -> ReplyKind {
         let name = self.name();
+        if !matches!(
+            name.first().map(u8::to_ascii_uppercase),
+            Some(b'S' | b'P' | b'U')
+        ) {
+            return ReplyKind::Reply;
+        }
         let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
         if is(b"SUBSCRIBE") {
             ReplyKind::Subscribe(SubscriptionKind::Channel)
@@ -531,7 +545,12 @@ mod tests {
 
     #[test]
     fn encodes_header_and_arguments() {
-        let cmd = Cmd::new("SET").key("k").arg(b"v").arg(10u64).arg(-1i64).arg(1.5f64);
+        let cmd = Cmd::new("SET")
+            .key("k")
+            .arg(b"v")
+            .arg(10u64)
+            .arg(-1i64)
+            .arg(1.5f64);
         assert_eq!(
             encoded(&cmd),
             b"*6\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\n10\r\n$2\r\n-1\r\n$3\r\n1.5\r\n"
@@ -590,9 +609,15 @@ mod tests {
     #[test]
     fn block_timeouts_of_escape_hatch_commands() {
         let t = |cmd: Cmd| cmd.block_timeout();
-        assert_eq!(t(Cmd::new("blpop").key("a").key("b").arg(1.5)), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            t(Cmd::new("blpop").key("a").key("b").arg(1.5)),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(t(Cmd::new("BRPOP").key("a").arg(0)), Some(BLOCK_FOREVER));
-        assert_eq!(t(Cmd::new("BLPOP").key("a").arg("soon")), Some(BLOCK_FOREVER));
+        assert_eq!(
+            t(Cmd::new("BLPOP").key("a").arg("soon")),
+            Some(BLOCK_FOREVER)
+        );
         assert_eq!(t(Cmd::new("BLPOP").key("a").arg(-1)), Some(BLOCK_FOREVER));
         assert_eq!(
             t(Cmd::new("BLMPOP").arg(2).arg(1).key("l").arg("LEFT")),
@@ -602,22 +627,43 @@ mod tests {
             t(Cmd::new("BZMPOP").arg(0.25).arg(1).key("z").arg("MIN")),
             Some(Duration::from_millis(250))
         );
-        assert_eq!(t(Cmd::new("WAIT").arg(1).arg(100)), Some(Duration::from_millis(100)));
+        assert_eq!(
+            t(Cmd::new("WAIT").arg(1).arg(100)),
+            Some(Duration::from_millis(100))
+        );
         assert_eq!(t(Cmd::new("WAIT").arg(1).arg(0)), Some(BLOCK_FOREVER));
         assert_eq!(
             t(Cmd::new("WAITAOF").arg(1).arg(0).arg(70)),
             Some(Duration::from_millis(70))
         );
         assert_eq!(
-            t(Cmd::new("XREAD").arg("COUNT").arg(5).arg("BLOCK").arg(300).arg("STREAMS").key("s").arg("$")),
+            t(Cmd::new("XREAD")
+                .arg("COUNT")
+                .arg(5)
+                .arg("BLOCK")
+                .arg(300)
+                .arg("STREAMS")
+                .key("s")
+                .arg("$")),
             Some(Duration::from_millis(300))
         );
         assert_eq!(
-            t(Cmd::new("XREADGROUP").arg("GROUP").arg("BLOCK").arg("COUNT").arg("BLOCK").arg(0).arg("STREAMS").key("s").arg(">")),
+            t(Cmd::new("XREADGROUP")
+                .arg("GROUP")
+                .arg("BLOCK")
+                .arg("COUNT")
+                .arg("BLOCK")
+                .arg(0)
+                .arg("STREAMS")
+                .key("s")
+                .arg(">")),
             Some(BLOCK_FOREVER)
         );
         // A stream key named BLOCK is not the option.
-        assert_eq!(t(Cmd::new("XREAD").arg("STREAMS").key("BLOCK").arg(5)), None);
+        assert_eq!(
+            t(Cmd::new("XREAD").arg("STREAMS").key("BLOCK").arg(5)),
+            None
+        );
         assert_eq!(t(Cmd::new("GET").key("k")), None);
         assert!(!Cmd::new("LPOP").key("k").is_blocking());
         assert!(Cmd::new("BLPOP").key("k").arg(1).is_blocking());

@@ -7,7 +7,10 @@ use super::builder::Cmd;
 use crate::resp::ToArg;
 
 /// `HSET key field value...`: how many fields were added (not updated).
-pub fn hset<F: ToArg, V: ToArg>(key: impl ToArg, fields: impl IntoIterator<Item = (F, V)>) -> Cmd<u64> {
+pub fn hset<F: ToArg, V: ToArg>(
+    key: impl ToArg,
+    fields: impl IntoIterator<Item = (F, V)>,
+) -> Cmd<u64> {
     let mut cmd = Cmd::named("HSET").key(key);
     for (field, value) in fields {
         cmd = cmd.arg(field).arg(value);
@@ -21,7 +24,10 @@ pub fn hget(key: impl ToArg, field: impl ToArg) -> Cmd<Option<Bytes>> {
 }
 
 /// `HMGET key field...`: the values, `None` for missing fields.
-pub fn hmget<F: ToArg>(key: impl ToArg, fields: impl IntoIterator<Item = F>) -> Cmd<Vec<Option<Bytes>>> {
+pub fn hmget<F: ToArg>(
+    key: impl ToArg,
+    fields: impl IntoIterator<Item = F>,
+) -> Cmd<Vec<Option<Bytes>>> {
     Cmd::named("HMGET").key(key).args(fields).read_only()
 }
 
@@ -96,7 +102,10 @@ mod tests {
         assert_eq!(argv(&hdel("h", ["f"])), ["HDEL", "h", "f"]);
         assert_eq!(argv(&hexists("h", "f")), ["HEXISTS", "h", "f"]);
         assert_eq!(argv(&hincrby("h", "f", 2)), ["HINCRBY", "h", "f", "2"]);
-        assert_eq!(argv(&hincrbyfloat("h", "f", 2.5)), ["HINCRBYFLOAT", "h", "f", "2.5"]);
+        assert_eq!(
+            argv(&hincrbyfloat("h", "f", 2.5)),
+            ["HINCRBYFLOAT", "h", "f", "2.5"]
+        );
         assert_eq!(argv(&hkeys("h")), ["HKEYS", "h"]);
         assert_eq!(argv(&hvals("h")), ["HVALS", "h"]);
         assert_eq!(argv(&hlen("h")), ["HLEN", "h"]);
@@ -135,7 +144,10 @@ mod tests {
         ];
         assert_eq!(hgetall("h").decode(resp2.clone()), Ok(want.clone()));
         assert_eq!(hgetall("h").decode(resp3), Ok(want));
-        let map = hgetall("h").returning::<BTreeMap<String, i64>>().decode(resp2).unwrap();
+        let map = hgetall("h")
+            .returning::<BTreeMap<String, i64>>()
+            .decode(resp2)
+            .unwrap();
         assert_eq!(map["g"], 2);
     }
 }

@@ -68,7 +68,11 @@ pub fn llen(key: impl ToArg) -> Cmd<u64> {
 /// `LRANGE key start stop`: the elements between the two indexes (both
 /// included, negative from the end).
 pub fn lrange(key: impl ToArg, start: i64, stop: i64) -> Cmd<Vec<Bytes>> {
-    Cmd::named("LRANGE").key(key).arg(start).arg(stop).read_only()
+    Cmd::named("LRANGE")
+        .key(key)
+        .arg(start)
+        .arg(stop)
+        .read_only()
 }
 
 /// `LINDEX key index`: the element, `None` when out of range.
@@ -94,13 +98,25 @@ pub fn ltrim(key: impl ToArg, start: i64, stop: i64) -> Cmd<()> {
 
 /// `LMOVE source destination LEFT|RIGHT LEFT|RIGHT`: the element moved,
 /// `None` when the source is empty.
-pub fn lmove(source: impl ToArg, destination: impl ToArg, from: Side, to: Side) -> Cmd<Option<Bytes>> {
-    Cmd::named("LMOVE").key(source).key(destination).arg(from).arg(to)
+pub fn lmove(
+    source: impl ToArg,
+    destination: impl ToArg,
+    from: Side,
+    to: Side,
+) -> Cmd<Option<Bytes>> {
+    Cmd::named("LMOVE")
+        .key(source)
+        .key(destination)
+        .arg(from)
+        .arg(to)
 }
 
 /// `BLPOP key... timeout`: the key and the element popped, `None` when the
 /// timeout passed.
-pub fn blpop<K: ToArg>(keys: impl IntoIterator<Item = K>, timeout_secs: f64) -> Cmd<Option<(Bytes, Bytes)>> {
+pub fn blpop<K: ToArg>(
+    keys: impl IntoIterator<Item = K>,
+    timeout_secs: f64,
+) -> Cmd<Option<(Bytes, Bytes)>> {
     let mut cmd = Cmd::named("BLPOP");
     cmd.push_keys(keys);
     cmd.arg(timeout_secs)
@@ -108,7 +124,10 @@ pub fn blpop<K: ToArg>(keys: impl IntoIterator<Item = K>, timeout_secs: f64) -> 
 
 /// `BRPOP key... timeout`: the key and the element popped, `None` when the
 /// timeout passed.
-pub fn brpop<K: ToArg>(keys: impl IntoIterator<Item = K>, timeout_secs: f64) -> Cmd<Option<(Bytes, Bytes)>> {
+pub fn brpop<K: ToArg>(
+    keys: impl IntoIterator<Item = K>,
+    timeout_secs: f64,
+) -> Cmd<Option<(Bytes, Bytes)>> {
     let mut cmd = Cmd::named("BRPOP");
     cmd.push_keys(keys);
     cmd.arg(timeout_secs)
@@ -133,8 +152,15 @@ pub fn blmove(
 
 /// `BRPOPLPUSH source destination timeout`: the element moved, `None` when
 /// the timeout passed. Deprecated by the server in favour of [`blmove`].
-pub fn brpoplpush(source: impl ToArg, destination: impl ToArg, timeout_secs: f64) -> Cmd<Option<Bytes>> {
-    Cmd::named("BRPOPLPUSH").key(source).key(destination).arg(timeout_secs)
+pub fn brpoplpush(
+    source: impl ToArg,
+    destination: impl ToArg,
+    timeout_secs: f64,
+) -> Cmd<Option<Bytes>> {
+    Cmd::named("BRPOPLPUSH")
+        .key(source)
+        .key(destination)
+        .arg(timeout_secs)
 }
 
 #[cfg(test)]
@@ -164,7 +190,10 @@ mod tests {
         assert_eq!(argv(&lset("l", 0, "x")), ["LSET", "l", "0", "x"]);
         assert_eq!(argv(&lrem("l", -2, "x")), ["LREM", "l", "-2", "x"]);
         assert_eq!(argv(&ltrim("l", 1, 5)), ["LTRIM", "l", "1", "5"]);
-        assert_eq!(argv(&lmove("a", "b", Side::Left, Side::Right)), ["LMOVE", "a", "b", "LEFT", "RIGHT"]);
+        assert_eq!(
+            argv(&lmove("a", "b", Side::Left, Side::Right)),
+            ["LMOVE", "a", "b", "LEFT", "RIGHT"]
+        );
         assert_eq!(
             wire(&blpop(["a", "b"], 1.5)),
             b"*4\r\n$5\r\nBLPOP\r\n$1\r\na\r\n$1\r\nb\r\n$3\r\n1.5\r\n"
@@ -174,27 +203,42 @@ mod tests {
             argv(&blmove("a", "b", Side::Right, Side::Left, 2.0)),
             ["BLMOVE", "a", "b", "RIGHT", "LEFT", "2.0"]
         );
-        assert_eq!(argv(&brpoplpush("a", "b", 0.1)), ["BRPOPLPUSH", "a", "b", "0.1"]);
+        assert_eq!(
+            argv(&brpoplpush("a", "b", 0.1)),
+            ["BRPOPLPUSH", "a", "b", "0.1"]
+        );
     }
 
     #[test]
     fn keys() {
         assert_eq!(keys_of(&lpush("l", ["a", "b"])), ["l"]);
-        assert_eq!(keys_of(&lmove("a", "b", Side::Left, Side::Left)), ["a", "b"]);
+        assert_eq!(
+            keys_of(&lmove("a", "b", Side::Left, Side::Left)),
+            ["a", "b"]
+        );
         assert_eq!(keys_of(&blpop(["a", "b"], 1.0)), ["a", "b"]);
-        assert_eq!(keys_of(&blmove("a", "b", Side::Left, Side::Left, 1.0)), ["a", "b"]);
+        assert_eq!(
+            keys_of(&blmove("a", "b", Side::Left, Side::Left, 1.0)),
+            ["a", "b"]
+        );
         assert_eq!(keys_of(&brpoplpush("a", "b", 1.0)), ["a", "b"]);
     }
 
     #[test]
     fn block_timeouts() {
-        assert_eq!(blpop(["a", "b"], 1.5).block_timeout(), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            blpop(["a", "b"], 1.5).block_timeout(),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(brpop(["a"], 0.0).block_timeout(), Some(BLOCK_FOREVER));
         assert_eq!(
             blmove("a", "b", Side::Left, Side::Right, 0.25).block_timeout(),
             Some(Duration::from_millis(250))
         );
-        assert_eq!(brpoplpush("a", "b", 3.0).block_timeout(), Some(Duration::from_secs(3)));
+        assert_eq!(
+            brpoplpush("a", "b", 3.0).block_timeout(),
+            Some(Duration::from_secs(3))
+        );
         assert!(blpop(["a"], 1.0).is_blocking());
         assert!(!lpop("a").is_blocking());
         assert!(!lmove("a", "b", Side::Left, Side::Left).is_blocking());

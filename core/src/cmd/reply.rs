@@ -1,25 +1,7 @@
 //! Replies: converting a [`Frame`] to a Rust type ([`FromFrame`]), and the
-//! server's error replies ([`ServerError`]).
-//!
-//! # Rules
-//!
-//! - An error reply (`-ERR ...`, `!...`) is never "converted": every
-//!   [`FromFrame`] impl answers it with [`ReplyError::Server`], at the top
-//!   level and inside aggregates (an `EXEC` array holding the error of one
-//!   command), with two exceptions that keep it as data:
-//!   - `Vec<Frame>` (and so `Option<Vec<Frame>>`, the `EXEC` reply) keeps
-//!     error elements as frames, so the caller sees which command failed;
-//!   - `Result<T, ServerError>` turns an error reply into `Ok(Err(..))`.
-//! - RESP3 attributes are skipped: an attributed frame converts as the
-//!   frame it describes (only `Frame` itself keeps them).
-//! - The three nulls (`_`, `$-1`, `*-1`) are `None` for `Option<T>`, `false`
-//!   for `bool`, anything for `()`, and an error for everything else.
-//! - RESP2 and RESP3 shapes of the same reply convert alike: maps from a
-//!   RESP3 map or a RESP2 flat array (`HGETALL`, `CONFIG GET`), pairs from
-//!   flat arrays or arrays of 2-element arrays (`ZRANGE ... WITHSCORES`),
-//!   numbers from integers, doubles or their text in bulk strings.
+//! server's error replies ([`ServerError`]). The conversion rules are in
+//! the docs of [`FromFrame`], where users read them.
 
-use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -264,7 +246,7 @@ impl core::error::Error for ReplyError {
 ///
 /// # Errors
 ///
-/// [`ReplyError::Server`] for an error reply (see the [module rules](self)),
+/// [`ReplyError::Server`] for an error reply (see the rules of [`FromFrame`]),
 /// [`ReplyError::Conversion`] for a frame `T` does not accept.
 pub fn reply<T: FromFrame>(frame: Frame) -> Result<T, ReplyError> {
     T::from_frame(frame)
@@ -275,6 +257,25 @@ pub fn reply<T: FromFrame>(frame: Frame) -> Result<T, ReplyError> {
 /// Only [`FromFrame::from_frame`] is required; the other methods let a type
 /// choose how a whole aggregate of its values is read (pairs read flat
 /// arrays, bytes read a bulk string as a `Vec<u8>`), and have defaults.
+///
+/// # Rules
+///
+/// - An error reply (`-ERR ...`, `!...`) is never "converted": every
+///   [`FromFrame`] impl answers it with [`ReplyError::Server`], at the top
+///   level and inside aggregates (an `EXEC` array holding the error of one
+///   command), with two exceptions that keep it as data:
+///   - `Vec<Frame>` (and so `Option<Vec<Frame>>`, the `EXEC` reply) keeps
+///     error elements as frames, so the caller sees which command failed;
+///   - `Result<T, ServerError>` turns an error reply into `Ok(Err(..))`.
+/// - RESP3 attributes are skipped: an attributed frame converts as the
+///   frame it describes (only `Frame` itself keeps them).
+/// - The three nulls (`_`, `$-1`, `*-1`) are `None` for `Option<T>`, `false`
+///   for `bool`, accepted by `()` and `Frame`, and an error for every other
+///   type (`Vec<T>` included: a null list is `Option<Vec<T>>`).
+/// - RESP2 and RESP3 shapes of the same reply convert alike: maps from a
+///   RESP3 map or a RESP2 flat array (`HGETALL`, `CONFIG GET`), pairs from
+///   flat arrays or arrays of 2-element arrays (`ZRANGE ... WITHSCORES`),
+///   numbers from integers, doubles or their text in bulk strings.
 pub trait FromFrame: Sized {
     /// Converts one frame.
     ///
@@ -334,9 +335,10 @@ fn prepare(mut frame: Frame) -> Result<Frame, ReplyError> {
 /// big numbers.
 const fn text(frame: &Frame) -> Option<&Bytes> {
     match frame {
-        Frame::Simple(t) | Frame::Bulk(t) | Frame::BigNumber(t) | Frame::Verbatim { text: t, .. } => {
-            Some(t)
-        }
+        Frame::Simple(t)
+        | Frame::Bulk(t)
+        | Frame::BigNumber(t)
+        | Frame::Verbatim { text: t, .. } => Some(t),
         _ => None,
     }
 }
@@ -464,9 +466,10 @@ impl FromFrame for Bytes {
     /// slice of the frame's buffer, no copy); an integer as its decimal text.
     fn from_frame(frame: Frame) -> Result<Self, ReplyError> {
         match prepare(frame)? {
-            Frame::Simple(t) | Frame::Bulk(t) | Frame::BigNumber(t) | Frame::Verbatim { text: t, .. } => {
-                Ok(t)
-            }
+            Frame::Simple(t)
+            | Frame::Bulk(t)
+            | Frame::BigNumber(t)
+            | Frame::Verbatim { text: t, .. } => Ok(t),
             Frame::Integer(n) => Ok(Self::from(n.to_string())),
             other => mismatch("string", &other),
         }
@@ -475,7 +478,10 @@ impl FromFrame for Bytes {
 
 /// An integer from an integer frame or from text (Redis sends many numbers
 /// as bulk strings), range-checked.
-fn integer<T: TryFrom<i64> + FromStr>(frame: Frame, expected: &'static str) -> Result<T, ReplyError> {
+fn integer<T: TryFrom<i64> + FromStr>(
+    frame: Frame,
+    expected: &'static str,
+) -> Result<T, ReplyError> {
     let frame = prepare(frame)?;
     let value = match &frame {
         Frame::Integer(n) => T::try_from(*n).ok(),
@@ -654,7 +660,7 @@ from_frame_tuple!(2: A, B;
         if !items.is_empty() && items.iter().all(is_pair) {
             return items.into_iter().map(Self::from_frame).collect();
         }
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(ConversionError {
                 expected: "key/value pairs (an even number of elements)",
                 found: format!("array of {} elements", items.len()),
@@ -691,6 +697,7 @@ from_frame_tuple!(12: A, B, C, D, E, F, G, H, I, J, K, L);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::boxed::Box;
     use alloc::vec;
 
     fn bulk(s: &str) -> Frame {
@@ -764,9 +771,18 @@ mod tests {
     fn error_replies_are_server_errors_for_every_type() {
         let e = ServerError::parse(b"WRONGTYPE Operation against a key");
         let server = ReplyError::Server(e.clone());
-        assert_eq!(reply::<i64>(err("WRONGTYPE Operation against a key")), Err(server.clone()));
-        assert_eq!(reply::<()>(err("WRONGTYPE Operation against a key")), Err(server.clone()));
-        assert_eq!(reply::<Frame>(err("WRONGTYPE Operation against a key")), Err(server.clone()));
+        assert_eq!(
+            reply::<i64>(err("WRONGTYPE Operation against a key")),
+            Err(server.clone())
+        );
+        assert_eq!(
+            reply::<()>(err("WRONGTYPE Operation against a key")),
+            Err(server.clone())
+        );
+        assert_eq!(
+            reply::<Frame>(err("WRONGTYPE Operation against a key")),
+            Err(server.clone())
+        );
         assert_eq!(
             reply::<Option<Bytes>>(attributed(err("WRONGTYPE Operation against a key"))),
             Err(server.clone())
@@ -775,14 +791,20 @@ mod tests {
             reply::<Result<i64, ServerError>>(err("WRONGTYPE Operation against a key")),
             Ok(Err(e))
         );
-        assert_eq!(reply::<Result<i64, ServerError>>(Frame::Integer(1)), Ok(Ok(1)));
+        assert_eq!(
+            reply::<Result<i64, ServerError>>(Frame::Integer(1)),
+            Ok(Ok(1))
+        );
         // Inside aggregates too, except for `Vec<Frame>`.
         let exec = Frame::Array(vec![simple("OK"), err("WRONGTYPE Operation against a key")]);
         assert_eq!(reply::<Vec<String>>(exec.clone()), Err(server.clone()));
         assert_eq!(reply::<(Frame, Frame)>(exec.clone()), Err(server));
         assert_eq!(
             reply::<Option<Vec<Frame>>>(exec.clone()),
-            Ok(Some(vec![simple("OK"), err("WRONGTYPE Operation against a key")]))
+            Ok(Some(vec![
+                simple("OK"),
+                err("WRONGTYPE Operation against a key")
+            ]))
         );
         let (ok, failed) = reply::<(String, Result<String, ServerError>)>(exec).unwrap();
         assert_eq!(ok, "OK");
@@ -796,22 +818,37 @@ mod tests {
         assert_eq!(e.to_string(), "server error: ERR no");
         assert!(e.source().is_some());
         let e = ReplyError::from(ConversionError::new("integer (i64)", &bulk("x")));
-        assert_eq!(e.to_string(), r#"unexpected reply: expected integer (i64), found bulk string "x""#);
+        assert_eq!(
+            e.to_string(),
+            r#"unexpected reply: expected integer (i64), found bulk string "x""#
+        );
         assert_eq!(e.server(), None);
         assert!(ReplyError::Aborted.source().is_none());
-        assert_eq!(ReplyError::Aborted.to_string(), "transaction aborted: a watched key changed");
+        assert_eq!(
+            ReplyError::Aborted.to_string(),
+            "transaction aborted: a watched key changed"
+        );
     }
 
     #[test]
     fn frame_is_identity_and_keeps_attributes() {
         let f = attributed(Frame::Array(vec![Frame::Integer(1)]));
         assert_eq!(reply::<Frame>(f.clone()), Ok(f));
-        assert_eq!(reply::<Vec<Frame>>(Frame::Map(vec![(bulk("a"), bulk("b"))])), Ok(vec![bulk("a"), bulk("b")]));
+        assert_eq!(
+            reply::<Vec<Frame>>(Frame::Map(vec![(bulk("a"), bulk("b"))])),
+            Ok(vec![bulk("a"), bulk("b")])
+        );
     }
 
     #[test]
     fn unit_accepts_anything_but_errors() {
-        for f in [simple("OK"), Frame::Null, Frame::Integer(3), Frame::Array(vec![]), attributed(simple("OK"))] {
+        for f in [
+            simple("OK"),
+            Frame::Null,
+            Frame::Integer(3),
+            Frame::Array(vec![]),
+            attributed(simple("OK")),
+        ] {
             assert_eq!(reply::<()>(f), Ok(()));
         }
     }
@@ -821,26 +858,53 @@ mod tests {
         assert_eq!(reply::<String>(simple("OK")), Ok("OK".into()));
         assert_eq!(reply::<String>(bulk("héllo")), Ok("héllo".into()));
         assert_eq!(
-            reply::<String>(Frame::Verbatim { format: *b"txt", text: Bytes::from_static(b"# Server") }),
+            reply::<String>(Frame::Verbatim {
+                format: *b"txt",
+                text: Bytes::from_static(b"# Server")
+            }),
             Ok("# Server".into())
         );
         assert_eq!(reply::<String>(Frame::Integer(-7)), Ok("-7".into()));
-        assert_eq!(reply::<String>(Frame::BigNumber(Bytes::from_static(b"123"))), Ok("123".into()));
+        assert_eq!(
+            reply::<String>(Frame::BigNumber(Bytes::from_static(b"123"))),
+            Ok("123".into())
+        );
         let e = conversion::<String>(Frame::Bulk(Bytes::from_static(b"\xff\xfe")));
-        assert_eq!(e.to_string(), r#"expected UTF-8 string, found bulk string "\xff\xfe""#);
-        assert_eq!(conversion::<String>(Frame::Array(vec![])).to_string(), "expected string, found array of 0 elements");
+        assert_eq!(
+            e.to_string(),
+            r#"expected UTF-8 string, found bulk string "\xff\xfe""#
+        );
+        assert_eq!(
+            conversion::<String>(Frame::Array(vec![])).to_string(),
+            "expected string, found array of 0 elements"
+        );
 
         let payload = Bytes::from_static(b"payload");
         let got = reply::<Bytes>(Frame::Bulk(payload.clone())).unwrap();
         assert_eq!(got.as_ptr(), payload.as_ptr(), "no copy");
-        assert_eq!(reply::<Bytes>(Frame::Integer(5)), Ok(Bytes::from_static(b"5")));
-        assert_eq!(conversion::<Bytes>(Frame::Null).to_string(), "expected string, found null");
+        assert_eq!(
+            reply::<Bytes>(Frame::Integer(5)),
+            Ok(Bytes::from_static(b"5"))
+        );
+        assert_eq!(
+            conversion::<Bytes>(Frame::Null).to_string(),
+            "expected string, found null"
+        );
 
         assert_eq!(reply::<Vec<u8>>(bulk("ab")), Ok(b"ab".to_vec()));
         assert_eq!(reply::<Vec<u8>>(Frame::Integer(12)), Ok(b"12".to_vec()));
-        assert_eq!(reply::<Vec<u8>>(Frame::Array(vec![Frame::Integer(1), bulk("2")])), Ok(vec![1, 2]));
-        assert_eq!(conversion::<Vec<i64>>(bulk("ab")).to_string(), r#"expected array, found bulk string "ab""#);
-        assert_eq!(conversion::<Vec<i64>>(Frame::Integer(1)).to_string(), "expected array, found integer 1");
+        assert_eq!(
+            reply::<Vec<u8>>(Frame::Array(vec![Frame::Integer(1), bulk("2")])),
+            Ok(vec![1, 2])
+        );
+        assert_eq!(
+            conversion::<Vec<i64>>(bulk("ab")).to_string(),
+            r#"expected array, found bulk string "ab""#
+        );
+        assert_eq!(
+            conversion::<Vec<i64>>(Frame::Integer(1)).to_string(),
+            "expected array, found integer 1"
+        );
     }
 
     #[test]
@@ -863,8 +927,17 @@ mod tests {
             (Frame::Null, "null"),
             (Frame::Boolean(true), "boolean true"),
             (Frame::Double(1.5), "double 1.5"),
-            (Frame::BigNumber(Bytes::from_static(b"1")), r#"big number "1""#),
-            (Frame::Verbatim { format: *b"txt", text: Bytes::from_static(b"t") }, r#"verbatim string "t""#),
+            (
+                Frame::BigNumber(Bytes::from_static(b"1")),
+                r#"big number "1""#,
+            ),
+            (
+                Frame::Verbatim {
+                    format: *b"txt",
+                    text: Bytes::from_static(b"t"),
+                },
+                r#"verbatim string "t""#,
+            ),
             (Frame::Set(vec![]), "set of 0 elements"),
             (Frame::Push(vec![Frame::Null]), "push of 1 elements"),
             (Frame::Map(vec![]), "map of 0 pairs"),
@@ -879,19 +952,39 @@ mod tests {
     fn integers() {
         assert_eq!(reply::<i64>(Frame::Integer(-5)), Ok(-5));
         assert_eq!(reply::<u64>(bulk("18446744073709551615")), Ok(u64::MAX));
-        assert_eq!(reply::<i128>(Frame::BigNumber(Bytes::from_static(b"-170141183460469231731687303715884105728"))), Ok(i128::MIN));
+        assert_eq!(
+            reply::<i128>(Frame::BigNumber(Bytes::from_static(
+                b"-170141183460469231731687303715884105728"
+            ))),
+            Ok(i128::MIN)
+        );
         assert_eq!(reply::<u16>(simple("80")), Ok(80));
         assert_eq!(reply::<usize>(attributed(Frame::Integer(7))), Ok(7));
         assert_eq!(reply::<i8>(Frame::Integer(-128)), Ok(-128));
         assert_eq!(reply::<i32>(bulk("-2147483648")), Ok(i32::MIN));
         assert_eq!(reply::<isize>(Frame::Integer(1)), Ok(1));
-        assert_eq!(reply::<u32>(Frame::Integer(4_000_000_000)), Ok(4_000_000_000));
+        assert_eq!(
+            reply::<u32>(Frame::Integer(4_000_000_000)),
+            Ok(4_000_000_000)
+        );
         assert_eq!(reply::<u128>(bulk("1")), Ok(1));
         assert_eq!(reply::<i16>(Frame::Integer(300)), Ok(300));
-        assert_eq!(conversion::<u8>(Frame::Integer(300)).to_string(), "expected integer (u8), found integer 300");
-        assert_eq!(conversion::<u64>(Frame::Integer(-1)).to_string(), "expected integer (u64), found integer -1");
-        assert_eq!(conversion::<i64>(bulk("1.5")).to_string(), r#"expected integer (i64), found bulk string "1.5""#);
-        assert_eq!(conversion::<i64>(Frame::Double(1.0)).to_string(), "expected integer (i64), found double 1");
+        assert_eq!(
+            conversion::<u8>(Frame::Integer(300)).to_string(),
+            "expected integer (u8), found integer 300"
+        );
+        assert_eq!(
+            conversion::<u64>(Frame::Integer(-1)).to_string(),
+            "expected integer (u64), found integer -1"
+        );
+        assert_eq!(
+            conversion::<i64>(bulk("1.5")).to_string(),
+            r#"expected integer (i64), found bulk string "1.5""#
+        );
+        assert_eq!(
+            conversion::<i64>(Frame::Double(1.0)).to_string(),
+            "expected integer (i64), found double 1"
+        );
         assert_eq!(conversion::<i64>(Frame::Null).expected, "integer (i64)");
     }
 
@@ -904,8 +997,14 @@ mod tests {
         assert_eq!(reply::<f64>(bulk("-inf")), Ok(f64::NEG_INFINITY));
         assert!(reply::<f64>(bulk("nan")).unwrap().is_nan());
         assert_eq!(reply::<f32>(simple("0.5")), Ok(0.5));
-        assert_eq!(conversion::<f64>(bulk("abc")).to_string(), r#"expected number, found bulk string "abc""#);
-        assert_eq!(conversion::<f32>(Frame::Boolean(true)).to_string(), "expected number, found boolean true");
+        assert_eq!(
+            conversion::<f64>(bulk("abc")).to_string(),
+            r#"expected number, found bulk string "abc""#
+        );
+        assert_eq!(
+            conversion::<f32>(Frame::Boolean(true)).to_string(),
+            "expected number, found boolean true"
+        );
     }
 
     #[test]
@@ -920,36 +1019,62 @@ mod tests {
             conversion::<bool>(Frame::Integer(2)).to_string(),
             "expected boolean (#t/#f, 0/1, OK or null), found integer 2"
         );
-        assert_eq!(conversion::<bool>(simple("QUEUED")).found, r#"simple string "QUEUED""#);
+        assert_eq!(
+            conversion::<bool>(simple("QUEUED")).found,
+            r#"simple string "QUEUED""#
+        );
     }
 
     #[test]
     fn options_and_nulls() {
-        for null in [Frame::Null, Frame::NullBulk, Frame::NullArray, attributed(Frame::Null)] {
+        for null in [
+            Frame::Null,
+            Frame::NullBulk,
+            Frame::NullArray,
+            attributed(Frame::Null),
+        ] {
             assert_eq!(reply::<Option<i64>>(null.clone()), Ok(None));
             assert_eq!(reply::<Option<Vec<Bytes>>>(null.clone()), Ok(None));
-            assert!(matches!(reply::<Vec<Bytes>>(null.clone()), Err(ReplyError::Conversion(_))));
-            assert!(matches!(reply::<String>(null), Err(ReplyError::Conversion(_))));
+            assert!(matches!(
+                reply::<Vec<Bytes>>(null.clone()),
+                Err(ReplyError::Conversion(_))
+            ));
+            assert!(matches!(
+                reply::<String>(null),
+                Err(ReplyError::Conversion(_))
+            ));
         }
         assert_eq!(reply::<Option<i64>>(Frame::Integer(1)), Ok(Some(1)));
         assert_eq!(
             reply::<Vec<Option<Bytes>>>(Frame::Array(vec![bulk("a"), Frame::NullBulk])),
             Ok(vec![Some(Bytes::from_static(b"a")), None])
         );
-        assert_eq!(conversion::<Option<i64>>(bulk("x")).expected, "integer (i64)");
+        assert_eq!(
+            conversion::<Option<i64>>(bulk("x")).expected,
+            "integer (i64)"
+        );
     }
 
     #[test]
     fn vectors() {
         let list = Frame::Array(vec![bulk("1"), Frame::Integer(2)]);
         assert_eq!(reply::<Vec<i64>>(list.clone()), Ok(vec![1, 2]));
-        assert_eq!(reply::<Vec<i64>>(Frame::Set(vec![Frame::Integer(3)])), Ok(vec![3]));
-        assert_eq!(reply::<Vec<i64>>(Frame::Push(vec![Frame::Integer(4)])), Ok(vec![4]));
+        assert_eq!(
+            reply::<Vec<i64>>(Frame::Set(vec![Frame::Integer(3)])),
+            Ok(vec![3])
+        );
+        assert_eq!(
+            reply::<Vec<i64>>(Frame::Push(vec![Frame::Integer(4)])),
+            Ok(vec![4])
+        );
         assert_eq!(
             reply::<Vec<String>>(Frame::Map(vec![(bulk("k"), bulk("v"))])),
             Ok(vec!["k".into(), "v".into()])
         );
-        assert_eq!(conversion::<Vec<i64>>(Frame::Array(vec![bulk("x")])).found, r#"bulk string "x""#);
+        assert_eq!(
+            conversion::<Vec<i64>>(Frame::Array(vec![bulk("x")])).found,
+            r#"bulk string "x""#
+        );
     }
 
     #[test]
@@ -964,9 +1089,15 @@ mod tests {
         for f in [flat.clone(), nested, map.clone()] {
             assert_eq!(reply::<Vec<(String, f64)>>(f), Ok(want.clone()));
         }
-        assert_eq!(reply::<Vec<(String, f64)>>(Frame::Array(vec![])), Ok(vec![]));
+        assert_eq!(
+            reply::<Vec<(String, f64)>>(Frame::Array(vec![])),
+            Ok(vec![])
+        );
         let e = conversion::<Vec<(String, String)>>(Frame::Array(vec![bulk("a")]));
-        assert_eq!(e.to_string(), "expected key/value pairs (an even number of elements), found array of 1 elements");
+        assert_eq!(
+            e.to_string(),
+            "expected key/value pairs (an even number of elements), found array of 1 elements"
+        );
 
         let btree = reply::<BTreeMap<String, i64>>(flat).unwrap();
         assert_eq!(btree.get("b"), Some(&2));
@@ -984,9 +1115,15 @@ mod tests {
         let flat = Frame::Array(vec![bulk("f"), bulk("v")]);
         let map: HashMap<String, String> = reply(flat).unwrap();
         assert_eq!(map["f"], "v");
-        let resp3: HashMap<Bytes, i64> = reply(Frame::Map(vec![(bulk("n"), Frame::Integer(1))])).unwrap();
+        let resp3: HashMap<Bytes, i64> =
+            reply(Frame::Map(vec![(bulk("n"), Frame::Integer(1))])).unwrap();
         assert_eq!(resp3[&Bytes::from_static(b"n")], 1);
-        let set: HashSet<i64> = reply(Frame::Set(vec![Frame::Integer(1), bulk("1"), Frame::Integer(2)])).unwrap();
+        let set: HashSet<i64> = reply(Frame::Set(vec![
+            Frame::Integer(1),
+            bulk("1"),
+            Frame::Integer(2),
+        ]))
+        .unwrap();
         assert_eq!(set.len(), 2);
         assert_eq!(
             conversion::<HashSet<i64>>(Frame::Map(vec![])).to_string(),
@@ -996,7 +1133,8 @@ mod tests {
 
     #[test]
     fn btree_sets() {
-        let set: BTreeSet<String> = reply(Frame::Array(vec![bulk("b"), bulk("a"), bulk("b")])).unwrap();
+        let set: BTreeSet<String> =
+            reply(Frame::Array(vec![bulk("b"), bulk("a"), bulk("b")])).unwrap();
         assert_eq!(set.into_iter().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(conversion::<BTreeSet<i64>>(Frame::Null).found, "null");
     }
@@ -1012,12 +1150,18 @@ mod tests {
             conversion::<(String, String)>(three).to_string(),
             "expected array of 2 elements, found array of 3 elements"
         );
-        assert_eq!(reply::<(i64,)>(Frame::Set(vec![Frame::Integer(1)])), Ok((1,)));
+        assert_eq!(
+            reply::<(i64,)>(Frame::Set(vec![Frame::Integer(1)])),
+            Ok((1,))
+        );
         let twelve = Frame::Array((0..12).map(Frame::Integer).collect());
         assert_eq!(
             reply::<(u8, u8, u8, u8, u8, u8, u8, u8, u8, u8, u8, u8)>(twelve),
             Ok((0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11))
         );
-        assert_eq!(conversion::<(i64, i64)>(Frame::Map(vec![])).expected, "array of 2 elements");
+        assert_eq!(
+            conversion::<(i64, i64)>(Frame::Map(vec![])).expected,
+            "array of 2 elements"
+        );
     }
 }

@@ -2,22 +2,7 @@
 //!
 //! A scan is a series of commands, each with the cursor the previous reply
 //! returned, until the server returns cursor 0. Adapters turn a
-//! [`ScanState`] into an iterator (std) or a stream (smol):
-//!
-//! ```
-//! use redpoll_core::cmd::{self, ScanOptions, ScanState};
-//!
-//! let mut scan = ScanState::new(cmd::scan_with(0, ScanOptions::new().match_("user:*")));
-//! while let Some(cmd) = scan.next_cmd() {
-//!     // Send `cmd`, convert its reply with `cmd.decode(frame)?`...
-//!     let reply = (0, vec![bytes::Bytes::from_static(b"user:1")]);
-//!     for key in scan.feed(reply) {
-//!         // ...and use the page.
-//!         # let _ = key;
-//!     }
-//! }
-//! assert!(scan.is_done());
-//! ```
+//! [`ScanState`] into an iterator (std) or a stream (smol).
 
 use alloc::vec::Vec;
 use bytes::Bytes;
@@ -95,7 +80,11 @@ pub fn hscan(key: impl ToArg, cursor: u64) -> Cmd<(u64, Vec<(Bytes, Bytes)>)> {
 }
 
 /// `HSCAN key cursor [MATCH pattern] [COUNT n]`.
-pub fn hscan_with(key: impl ToArg, cursor: u64, options: ScanOptions<'_>) -> Cmd<(u64, Vec<(Bytes, Bytes)>)> {
+pub fn hscan_with(
+    key: impl ToArg,
+    cursor: u64,
+    options: ScanOptions<'_>,
+) -> Cmd<(u64, Vec<(Bytes, Bytes)>)> {
     options.write(Cmd::named("HSCAN").key(key).arg(cursor).read_only())
 }
 
@@ -105,7 +94,11 @@ pub fn sscan(key: impl ToArg, cursor: u64) -> Cmd<(u64, Vec<Bytes>)> {
 }
 
 /// `SSCAN key cursor [MATCH pattern] [COUNT n]`.
-pub fn sscan_with(key: impl ToArg, cursor: u64, options: ScanOptions<'_>) -> Cmd<(u64, Vec<Bytes>)> {
+pub fn sscan_with(
+    key: impl ToArg,
+    cursor: u64,
+    options: ScanOptions<'_>,
+) -> Cmd<(u64, Vec<Bytes>)> {
     options.write(Cmd::named("SSCAN").key(key).arg(cursor).read_only())
 }
 
@@ -115,7 +108,11 @@ pub fn zscan(key: impl ToArg, cursor: u64) -> Cmd<(u64, Vec<(Bytes, f64)>)> {
 }
 
 /// `ZSCAN key cursor [MATCH pattern] [COUNT n]`.
-pub fn zscan_with(key: impl ToArg, cursor: u64, options: ScanOptions<'_>) -> Cmd<(u64, Vec<(Bytes, f64)>)> {
+pub fn zscan_with(
+    key: impl ToArg,
+    cursor: u64,
+    options: ScanOptions<'_>,
+) -> Cmd<(u64, Vec<(Bytes, f64)>)> {
     options.write(Cmd::named("ZSCAN").key(key).arg(cursor).read_only())
 }
 
@@ -125,9 +122,24 @@ pub fn zscan_with(key: impl ToArg, cursor: u64, options: ScanOptions<'_>) -> Cmd
 /// [`Cmd::new`]): the cursor is the argument after the name (`SCAN`) or
 /// after the key (the others), and every other argument is kept as is.
 /// The loop: ask [`ScanState::next_cmd`], send it, [`ScanState::feed`] the
-/// converted reply, until `next_cmd` says `None`. Elements may come more than once (the
-/// server only promises every element present for the whole scan comes at
-/// least once).
+/// converted reply, until `next_cmd` says `None`. Elements may come more
+/// than once (the server only promises that every element present for the
+/// whole scan comes at least once).
+///
+/// ```
+/// use redpoll_core::cmd::{self, ScanOptions, ScanState};
+///
+/// let mut scan = ScanState::new(cmd::scan_with(0, ScanOptions::new().match_("user:*")));
+/// while let Some(cmd) = scan.next_cmd() {
+///     // Send `cmd`, convert its reply with `cmd.decode(frame)?`...
+///     let reply = (0, vec![bytes::Bytes::from_static(b"user:1")]);
+///     for key in scan.feed(reply) {
+///         // ...and use the page.
+///         # let _ = key;
+///     }
+/// }
+/// assert!(scan.is_done());
+/// ```
 #[derive(Debug, Clone)]
 pub struct ScanState<T> {
     /// The arguments before the cursor: the name and, but for `SCAN`, the key.
@@ -207,7 +219,10 @@ mod tests {
     fn encodes() {
         assert_eq!(wire(&scan(0)), b"*2\r\n$4\r\nSCAN\r\n$1\r\n0\r\n");
         assert_eq!(
-            argv(&scan_with(7, ScanOptions::new().match_("u:*").count(100).type_("hash"))),
+            argv(&scan_with(
+                7,
+                ScanOptions::new().match_("u:*").count(100).type_("hash")
+            )),
             ["SCAN", "7", "MATCH", "u:*", "COUNT", "100", "TYPE", "hash"]
         );
         assert_eq!(argv(&hscan("h", 0)), ["HSCAN", "h", "0"]);
@@ -216,9 +231,15 @@ mod tests {
             ["HSCAN", "h", "3", "MATCH", "f*"]
         );
         assert_eq!(argv(&sscan("s", 0)), ["SSCAN", "s", "0"]);
-        assert_eq!(argv(&sscan_with("s", 0, ScanOptions::new().count(5))), ["SSCAN", "s", "0", "COUNT", "5"]);
+        assert_eq!(
+            argv(&sscan_with("s", 0, ScanOptions::new().count(5))),
+            ["SSCAN", "s", "0", "COUNT", "5"]
+        );
         assert_eq!(argv(&zscan("z", 0)), ["ZSCAN", "z", "0"]);
-        assert_eq!(argv(&zscan_with("z", 1, ScanOptions::default())), ["ZSCAN", "z", "1"]);
+        assert_eq!(
+            argv(&zscan_with("z", 1, ScanOptions::default())),
+            ["ZSCAN", "z", "1"]
+        );
     }
 
     #[test]
@@ -238,14 +259,20 @@ mod tests {
         let reply = Frame::Array(vec![b("17"), Frame::Array(vec![b("f"), b("v")])]);
         assert_eq!(
             hscan("h", 0).decode(reply.clone()),
-            Ok((17, vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))]))
+            Ok((
+                17,
+                vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))]
+            ))
         );
         assert_eq!(
             scan(0).decode(reply),
             Ok((17, vec![Bytes::from_static(b"f"), Bytes::from_static(b"v")]))
         );
         assert_eq!(
-            zscan("z", 0).decode(Frame::Array(vec![b("0"), Frame::Array(vec![b("m"), b("1.5")])])),
+            zscan("z", 0).decode(Frame::Array(vec![
+                b("0"),
+                Frame::Array(vec![b("m"), b("1.5")])
+            ])),
             Ok((0, vec![(Bytes::from_static(b"m"), 1.5)]))
         );
     }
@@ -256,7 +283,10 @@ mod tests {
         let first = state.next_cmd().unwrap();
         assert_eq!(argv(&first), ["SCAN", "0", "MATCH", "k*", "COUNT", "10"]);
         assert!(first.is_read_only());
-        assert_eq!(state.feed((42, vec![Bytes::from_static(b"k1")])), [Bytes::from_static(b"k1")]);
+        assert_eq!(
+            state.feed((42, vec![Bytes::from_static(b"k1")])),
+            [Bytes::from_static(b"k1")]
+        );
         assert_eq!(state.cursor(), 42);
         assert!(!state.is_done());
         let second = state.next_cmd().unwrap();
@@ -283,9 +313,16 @@ mod tests {
     fn state_starts_from_the_given_cursor_and_from_raw_commands() {
         let state = ScanState::new(sscan("s", 5));
         assert_eq!(state.cursor(), 5);
-        let raw = Cmd::new("scan").arg(3).arg("COUNT").arg(1).returning::<(u64, Vec<Bytes>)>();
+        let raw = Cmd::new("scan")
+            .arg(3)
+            .arg("COUNT")
+            .arg(1)
+            .returning::<(u64, Vec<Bytes>)>();
         let state = ScanState::new(raw);
-        assert_eq!(argv(&state.next_cmd().unwrap()), ["scan", "3", "COUNT", "1"]);
+        assert_eq!(
+            argv(&state.next_cmd().unwrap()),
+            ["scan", "3", "COUNT", "1"]
+        );
         // No cursor at all: one is put where it belongs.
         let state = ScanState::new(Cmd::new("SCAN").returning::<(u64, Vec<Bytes>)>());
         assert_eq!(argv(&state.next_cmd().unwrap()), ["SCAN", "0"]);

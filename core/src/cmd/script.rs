@@ -179,7 +179,13 @@ fn hex(bytes: &[u8]) -> String {
 /// of its feature and `no_std` questions). Collision resistance does not
 /// matter here: it only names a script the application wrote.
 fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut state: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let mut state: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
     let mut blocks = data.chunks_exact(64);
     for block in &mut blocks {
         compress(&mut state, block);
@@ -272,7 +278,10 @@ mod tests {
         for (data, want) in cases {
             assert_eq!(hex(&sha1(data)), want, "{} bytes", data.len());
         }
-        assert_eq!(Script::new("return 1").sha1(), "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+        assert_eq!(
+            Script::new("return 1").sha1(),
+            "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"
+        );
     }
 
     #[test]
@@ -282,13 +291,22 @@ mod tests {
             b"*5\r\n$4\r\nEVAL\r\n$8\r\nreturn 1\r\n$1\r\n1\r\n$1\r\nk\r\n$1\r\na\r\n"
         );
         let call = evalsha::<(), _, _>("abc", ["k1", "k2"], [1, 2, 3]);
-        assert_eq!(argv(&call), ["EVALSHA", "abc", "2", "k1", "k2", "1", "2", "3"]);
+        assert_eq!(
+            argv(&call),
+            ["EVALSHA", "abc", "2", "k1", "k2", "1", "2", "3"]
+        );
         assert_eq!(keys_of(&call), ["k1", "k2"]);
         let no_keys = eval::<(), _, _>("return 1", [""; 0], [""; 0]);
         assert_eq!(argv(&no_keys), ["EVAL", "return 1", "0"]);
         assert!(keys_of(&no_keys).is_empty());
-        assert_eq!(argv(&script_load("return 1")), ["SCRIPT", "LOAD", "return 1"]);
-        assert_eq!(argv(&script_exists(["a", "b"])), ["SCRIPT", "EXISTS", "a", "b"]);
+        assert_eq!(
+            argv(&script_load("return 1")),
+            ["SCRIPT", "LOAD", "return 1"]
+        );
+        assert_eq!(
+            argv(&script_exists(["a", "b"])),
+            ["SCRIPT", "EXISTS", "a", "b"]
+        );
         assert_eq!(argv(&script_flush()), ["SCRIPT", "FLUSH"]);
         assert!(script_exists(["a"]).is_read_only());
         assert!(!script_load("x").is_read_only());
@@ -302,9 +320,17 @@ mod tests {
         let call = script.invoke::<i64, _, _>(["k"], ["v"]);
         assert_eq!(
             argv(&call),
-            ["EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", "1", "k", "v"]
+            [
+                "EVALSHA",
+                "e0e1f9fabfc9d4800c877a703b823ac0578ff8db",
+                "1",
+                "k",
+                "v"
+            ]
         );
-        let noscript = Frame::Error(Bytes::from_static(b"NOSCRIPT No matching script. Please use EVAL."));
+        let noscript = Frame::Error(Bytes::from_static(
+            b"NOSCRIPT No matching script. Please use EVAL.",
+        ));
         let eval = script.fallback(&call, &noscript).unwrap();
         assert_eq!(argv(&eval), ["EVAL", "return 1", "1", "k", "v"]);
         assert_eq!(keys_of(&eval), ["k"]);
@@ -324,10 +350,7 @@ mod tests {
     #[test]
     fn read_only_evalsha_falls_back_to_eval_ro() {
         let script = Script::new("return 1");
-        let call = Cmd::new("EVALSHA_RO")
-            .arg(script.sha1())
-            .arg(0)
-            .read_only();
+        let call = Cmd::new("EVALSHA_RO").arg(script.sha1()).arg(0).read_only();
         let noscript = Frame::BulkError(Bytes::from_static(b"NOSCRIPT x"));
         let eval = script.fallback(&call, &noscript).unwrap();
         assert_eq!(argv(&eval), ["EVAL_RO", "return 1", "0"]);

@@ -80,7 +80,10 @@ fn multi_key<K: ToArg>(name: &'static str, keys: impl IntoIterator<Item = K>) ->
 
 /// `ZADD key score member...`: how many members were added (not updated).
 /// A score is any number argument (`f64`, integers) or text such as `"+inf"`.
-pub fn zadd<S: ToArg, M: ToArg>(key: impl ToArg, members: impl IntoIterator<Item = (S, M)>) -> Cmd<u64> {
+pub fn zadd<S: ToArg, M: ToArg>(
+    key: impl ToArg,
+    members: impl IntoIterator<Item = (S, M)>,
+) -> Cmd<u64> {
     let mut cmd = Cmd::named("ZADD").key(key);
     for (score, member) in members {
         cmd = cmd.arg(score).arg(member);
@@ -117,7 +120,11 @@ pub fn zrank(key: impl ToArg, member: impl ToArg) -> Cmd<Option<u64>> {
 /// `ZRANGE key start stop`: the members between two ranks (both included,
 /// negative from the end), by ascending score.
 pub fn zrange(key: impl ToArg, start: i64, stop: i64) -> Cmd<Vec<Bytes>> {
-    Cmd::named("ZRANGE").key(key).arg(start).arg(stop).read_only()
+    Cmd::named("ZRANGE")
+        .key(key)
+        .arg(start)
+        .arg(stop)
+        .read_only()
 }
 
 /// `ZRANGE key start stop WITHSCORES`: the members with their scores.
@@ -128,7 +135,11 @@ pub fn zrange_withscores(key: impl ToArg, start: i64, stop: i64) -> Cmd<Vec<(Byt
 /// `ZRANGEBYSCORE key min max`: the members with a score in the range. The
 /// bounds are numbers or text: `"-inf"`, `"+inf"`, `"(1.5"` (exclusive).
 pub fn zrangebyscore(key: impl ToArg, min: impl ToArg, max: impl ToArg) -> Cmd<Vec<Bytes>> {
-    Cmd::named("ZRANGEBYSCORE").key(key).arg(min).arg(max).read_only()
+    Cmd::named("ZRANGEBYSCORE")
+        .key(key)
+        .arg(min)
+        .arg(max)
+        .read_only()
 }
 
 /// `ZCOUNT key min max`: how many members have a score in the range
@@ -151,7 +162,10 @@ pub fn zpopmax(key: impl ToArg, count: u64) -> Cmd<Vec<(Bytes, f64)>> {
 
 /// `BZPOPMIN key... timeout`: the key, member and score popped; `None` when
 /// the timeout (seconds, 0 for forever) passed.
-pub fn bzpopmin<K: ToArg>(keys: impl IntoIterator<Item = K>, timeout_secs: f64) -> Cmd<Option<(Bytes, Bytes, f64)>> {
+pub fn bzpopmin<K: ToArg>(
+    keys: impl IntoIterator<Item = K>,
+    timeout_secs: f64,
+) -> Cmd<Option<(Bytes, Bytes, f64)>> {
     let mut cmd = Cmd::named("BZPOPMIN");
     cmd.push_keys(keys);
     cmd.arg(timeout_secs)
@@ -159,7 +173,10 @@ pub fn bzpopmin<K: ToArg>(keys: impl IntoIterator<Item = K>, timeout_secs: f64) 
 
 /// `BZPOPMAX key... timeout`: the key, member and score popped; `None` when
 /// the timeout (seconds, 0 for forever) passed.
-pub fn bzpopmax<K: ToArg>(keys: impl IntoIterator<Item = K>, timeout_secs: f64) -> Cmd<Option<(Bytes, Bytes, f64)>> {
+pub fn bzpopmax<K: ToArg>(
+    keys: impl IntoIterator<Item = K>,
+    timeout_secs: f64,
+) -> Cmd<Option<(Bytes, Bytes, f64)>> {
     let mut cmd = Cmd::named("BZPOPMAX");
     cmd.push_keys(keys);
     cmd.arg(timeout_secs)
@@ -191,7 +208,10 @@ mod tests {
         assert_eq!(argv(&spop("s")), ["SPOP", "s"]);
         assert_eq!(argv(&spop_count("s", 3)), ["SPOP", "s", "3"]);
         assert_eq!(argv(&srandmember("s")), ["SRANDMEMBER", "s"]);
-        assert_eq!(argv(&srandmember_count("s", -3)), ["SRANDMEMBER", "s", "-3"]);
+        assert_eq!(
+            argv(&srandmember_count("s", -3)),
+            ["SRANDMEMBER", "s", "-3"]
+        );
         assert_eq!(argv(&sunion(["a", "b"])), ["SUNION", "a", "b"]);
         assert_eq!(argv(&sinter(["a", "b"])), ["SINTER", "a", "b"]);
         assert_eq!(argv(&sdiff(["a", "b"])), ["SDIFF", "a", "b"]);
@@ -205,19 +225,31 @@ mod tests {
             wire(&zadd("z", [(1.5, "a"), (2.0, "b")])),
             b"*6\r\n$4\r\nZADD\r\n$1\r\nz\r\n$3\r\n1.5\r\n$1\r\na\r\n$3\r\n2.0\r\n$1\r\nb\r\n"
         );
-        assert_eq!(argv(&zadd("z", [("+inf", "a")])), ["ZADD", "z", "+inf", "a"]);
+        assert_eq!(
+            argv(&zadd("z", [("+inf", "a")])),
+            ["ZADD", "z", "+inf", "a"]
+        );
         assert_eq!(argv(&zrem("z", ["a"])), ["ZREM", "z", "a"]);
         assert_eq!(argv(&zscore("z", "a")), ["ZSCORE", "z", "a"]);
         assert_eq!(argv(&zincrby("z", 2.5, "a")), ["ZINCRBY", "z", "2.5", "a"]);
         assert_eq!(argv(&zcard("z")), ["ZCARD", "z"]);
         assert_eq!(argv(&zrank("z", "a")), ["ZRANK", "z", "a"]);
         assert_eq!(argv(&zrange("z", 0, -1)), ["ZRANGE", "z", "0", "-1"]);
-        assert_eq!(argv(&zrange_withscores("z", 0, -1)), ["ZRANGE", "z", "0", "-1", "WITHSCORES"]);
-        assert_eq!(argv(&zrangebyscore("z", "-inf", "(5")), ["ZRANGEBYSCORE", "z", "-inf", "(5"]);
+        assert_eq!(
+            argv(&zrange_withscores("z", 0, -1)),
+            ["ZRANGE", "z", "0", "-1", "WITHSCORES"]
+        );
+        assert_eq!(
+            argv(&zrangebyscore("z", "-inf", "(5")),
+            ["ZRANGEBYSCORE", "z", "-inf", "(5"]
+        );
         assert_eq!(argv(&zcount("z", 1, 2)), ["ZCOUNT", "z", "1", "2"]);
         assert_eq!(argv(&zpopmin("z", 1)), ["ZPOPMIN", "z", "1"]);
         assert_eq!(argv(&zpopmax("z", 2)), ["ZPOPMAX", "z", "2"]);
-        assert_eq!(argv(&bzpopmin(["a", "b"], 0.5)), ["BZPOPMIN", "a", "b", "0.5"]);
+        assert_eq!(
+            argv(&bzpopmin(["a", "b"], 0.5)),
+            ["BZPOPMIN", "a", "b", "0.5"]
+        );
         assert_eq!(argv(&bzpopmax(["a"], 1.0)), ["BZPOPMAX", "a", "1.0"]);
         assert_eq!(keys_of(&bzpopmax(["a", "b"], 1.0)), ["a", "b"]);
         assert_eq!(keys_of(&zadd("z", [(1, "a")])), ["z"]);
@@ -225,8 +257,14 @@ mod tests {
 
     #[test]
     fn block_timeouts() {
-        assert_eq!(bzpopmin(["a"], 0.5).block_timeout(), Some(Duration::from_millis(500)));
-        assert_eq!(bzpopmax(["a"], 0.0).block_timeout(), Some(crate::cmd::BLOCK_FOREVER));
+        assert_eq!(
+            bzpopmin(["a"], 0.5).block_timeout(),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            bzpopmax(["a"], 0.0).block_timeout(),
+            Some(crate::cmd::BLOCK_FOREVER)
+        );
         assert_eq!(zpopmin("a", 1).block_timeout(), None);
     }
 
@@ -271,8 +309,14 @@ mod tests {
             Frame::Array(vec![b("a"), Frame::Double(1.5)]),
             Frame::Array(vec![b("b"), Frame::Double(f64::INFINITY)]),
         ]);
-        let want = vec![(Bytes::from_static(b"a"), 1.5), (Bytes::from_static(b"b"), f64::INFINITY)];
-        assert_eq!(zrange_withscores("z", 0, -1).decode(resp2), Ok(want.clone()));
+        let want = vec![
+            (Bytes::from_static(b"a"), 1.5),
+            (Bytes::from_static(b"b"), f64::INFINITY),
+        ];
+        assert_eq!(
+            zrange_withscores("z", 0, -1).decode(resp2),
+            Ok(want.clone())
+        );
         assert_eq!(zrange_withscores("z", 0, -1).decode(resp3), Ok(want));
         // ZPOPMIN with a count of 1: flat in both protocols.
         assert_eq!(
@@ -283,7 +327,11 @@ mod tests {
         assert_eq!(zscore("z", "a").decode(Frame::Null), Ok(None));
         assert_eq!(
             bzpopmin(["z"], 1.0).decode(Frame::Array(vec![b("z"), b("a"), b("3")])),
-            Ok(Some((Bytes::from_static(b"z"), Bytes::from_static(b"a"), 3.0)))
+            Ok(Some((
+                Bytes::from_static(b"z"),
+                Bytes::from_static(b"a"),
+                3.0
+            )))
         );
     }
 }

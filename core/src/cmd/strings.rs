@@ -170,7 +170,10 @@ pub fn msetnx<K: ToArg, V: ToArg>(pairs: impl IntoIterator<Item = (K, V)>) -> Cm
     key_value_pairs(Cmd::named("MSETNX"), pairs)
 }
 
-fn key_value_pairs<T, K: ToArg, V: ToArg>(mut cmd: Cmd<T>, pairs: impl IntoIterator<Item = (K, V)>) -> Cmd<T> {
+fn key_value_pairs<T, K: ToArg, V: ToArg>(
+    mut cmd: Cmd<T>,
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> Cmd<T> {
     for (key, value) in pairs {
         cmd = cmd.key(key).arg(value);
     }
@@ -225,7 +228,11 @@ pub fn strlen(key: impl ToArg) -> Cmd<u64> {
 /// `GETRANGE key start end`: the substring (both ends included, negative
 /// from the end).
 pub fn getrange(key: impl ToArg, start: i64, end: i64) -> Cmd<Bytes> {
-    Cmd::named("GETRANGE").key(key).arg(start).arg(end).read_only()
+    Cmd::named("GETRANGE")
+        .key(key)
+        .arg(start)
+        .arg(end)
+        .read_only()
 }
 
 /// `SETRANGE key offset value`: the new length.
@@ -343,18 +350,25 @@ pub(super) mod tests {
 
     /// The arguments of a command, as text.
     pub(in crate::cmd) fn argv<T>(cmd: &Cmd<T>) -> Vec<String> {
-        cmd.argv().map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+        cmd.argv()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
     }
 
     /// The keys of a command, as text.
     pub(in crate::cmd) fn keys_of<T>(cmd: &Cmd<T>) -> Vec<String> {
-        cmd.keys().map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+        cmd.keys()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
     }
 
     #[test]
     fn get_and_set_encode_exactly() {
         assert_eq!(wire(&get("k")), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
-        assert_eq!(wire(&set("k", "v")), b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
+        assert_eq!(
+            wire(&set("k", "v")),
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
+        );
         assert_eq!(
             wire(&set_with("k", 1, SetOptions::new().ex(10).nx())),
             b"*6\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n$2\r\nNX\r\n$2\r\nEX\r\n$2\r\n10\r\n"
@@ -363,15 +377,32 @@ pub(super) mod tests {
 
     #[test]
     fn set_options() {
-        assert_eq!(argv(&set_with("k", "v", SetOptions::new())), ["SET", "k", "v"]);
-        assert_eq!(argv(&set_with("k", "v", SetOptions::new().px(5).xx())), ["SET", "k", "v", "XX", "PX", "5"]);
-        assert_eq!(argv(&set_with("k", "v", SetOptions::new().keep_ttl())), ["SET", "k", "v", "KEEPTTL"]);
         assert_eq!(
-            argv(&set_with("k", "v", SetOptions::new().expiry(Expiry::ExAt(9)))),
+            argv(&set_with("k", "v", SetOptions::new())),
+            ["SET", "k", "v"]
+        );
+        assert_eq!(
+            argv(&set_with("k", "v", SetOptions::new().px(5).xx())),
+            ["SET", "k", "v", "XX", "PX", "5"]
+        );
+        assert_eq!(
+            argv(&set_with("k", "v", SetOptions::new().keep_ttl())),
+            ["SET", "k", "v", "KEEPTTL"]
+        );
+        assert_eq!(
+            argv(&set_with(
+                "k",
+                "v",
+                SetOptions::new().expiry(Expiry::ExAt(9))
+            )),
             ["SET", "k", "v", "EXAT", "9"]
         );
         assert_eq!(
-            argv(&set_get("k", "v", SetOptions::new().expiry(Expiry::PxAt(9)))),
+            argv(&set_get(
+                "k",
+                "v",
+                SetOptions::new().expiry(Expiry::PxAt(9))
+            )),
             ["SET", "k", "v", "PXAT", "9", "GET"]
         );
         assert_eq!(SetOptions::default(), SetOptions::new());
@@ -384,7 +415,10 @@ pub(super) mod tests {
         assert_eq!(argv(&getex("k", Expiry::Px(3))), ["GETEX", "k", "PX", "3"]);
         assert_eq!(argv(&getex_persist("k")), ["GETEX", "k", "PERSIST"]);
         assert_eq!(argv(&mget(["a", "b"])), ["MGET", "a", "b"]);
-        assert_eq!(argv(&mset([("a", 1), ("b", 2)])), ["MSET", "a", "1", "b", "2"]);
+        assert_eq!(
+            argv(&mset([("a", 1), ("b", 2)])),
+            ["MSET", "a", "1", "b", "2"]
+        );
         assert_eq!(keys_of(&mset([("a", 1), ("b", 2)])), ["a", "b"]);
         assert_eq!(argv(&msetnx([("a", "x")])), ["MSETNX", "a", "x"]);
         assert_eq!(argv(&setnx("k", "v")), ["SETNX", "k", "v"]);
@@ -402,7 +436,10 @@ pub(super) mod tests {
 
     #[test]
     fn key_commands() {
-        assert_eq!(wire(&del(["a", "b"])), b"*3\r\n$3\r\nDEL\r\n$1\r\na\r\n$1\r\nb\r\n");
+        assert_eq!(
+            wire(&del(["a", "b"])),
+            b"*3\r\n$3\r\nDEL\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
         assert_eq!(argv(&unlink(["a"])), ["UNLINK", "a"]);
         assert_eq!(argv(&exists(["a", "a"])), ["EXISTS", "a", "a"]);
         assert_eq!(argv(&expire("k", 10)), ["EXPIRE", "k", "10"]);
@@ -416,7 +453,10 @@ pub(super) mod tests {
         assert_eq!(argv(&rename("a", "b")), ["RENAME", "a", "b"]);
         assert_eq!(keys_of(&rename("a", "b")), ["a", "b"]);
         assert_eq!(argv(&keys("user:*")), ["KEYS", "user:*"]);
-        assert!(keys_of(&keys("user:*")).is_empty(), "a pattern is not a key");
+        assert!(
+            keys_of(&keys("user:*")).is_empty(),
+            "a pattern is not a key"
+        );
         assert_eq!(argv(&touch(["a"])), ["TOUCH", "a"]);
         assert_eq!(argv(&dbsize()), ["DBSIZE"]);
         assert_eq!(argv(&flushdb()), ["FLUSHDB"]);
