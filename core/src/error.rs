@@ -16,6 +16,8 @@ pub enum Error {
     Connection(CloseReason),
     /// The client was shut down.
     Shutdown,
+    /// Every dedicated connection (blocking commands, leases) is in use.
+    PoolExhausted,
 }
 
 impl Error {
@@ -36,6 +38,7 @@ impl fmt::Display for Error {
             Self::Timeout => f.write_str("response timed out"),
             Self::Connection(reason) => write!(f, "connection closed: {reason}"),
             Self::Shutdown => f.write_str("client shut down"),
+            Self::PoolExhausted => f.write_str("every dedicated connection is in use"),
         }
     }
 }

@@ -12,6 +12,14 @@ pub struct SocketId(pub(crate) u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub(crate) u64);
 
+/// A dedicated connection handed to one user, from [`Client::lease`] to
+/// [`Client::release`].
+///
+/// [`Client::lease`]: crate::Client::lease
+/// [`Client::release`]: crate::Client::release
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LeaseId(pub(crate) u64);
+
 impl SocketId {
     /// The number behind the handle, for logs and maps.
     #[must_use]

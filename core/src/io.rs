@@ -186,6 +186,11 @@ pub enum CloseReason {
     /// A request timed out in flight and nothing arrived since, for the stall
     /// timeout: the connection is presumed dead.
     Stalled,
+    /// A leased connection was given back mid-transaction or with replies
+    /// still due: it cannot be handed to anyone else.
+    Unclean,
+    /// An idle connection beyond the number kept open.
+    Surplus,
 }
 
 impl fmt::Display for CloseReason {
@@ -201,6 +206,8 @@ impl fmt::Display for CloseReason {
             Self::Protocol(e) => write!(f, "{e}"),
             Self::UnexpectedReply => f.write_str("unexpected reply: connection out of sync"),
             Self::Stalled => f.write_str("no data from the server after a request timed out"),
+            Self::Unclean => f.write_str("released in an unknown state"),
+            Self::Surplus => f.write_str("idle connection not needed"),
         }
     }
 }

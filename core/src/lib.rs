@@ -121,6 +121,6 @@ pub mod time;
 
 pub use client::{Client, ClientConfig};
 pub use error::{Error, HandshakeError, HandshakeErrorKind, HandshakeStep, TlsError, TlsErrorKind};
-pub use id::{RequestId, SocketId};
+pub use id::{LeaseId, RequestId, SocketId};
 pub use io::{Address, CloseReason, Effect, Event, IoError};
 pub use time::{Duration, Instant, Timer};

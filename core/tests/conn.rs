@@ -89,7 +89,7 @@ fn requests_wait_for_the_handshake_and_are_pipelined_in_order() {
         3,
         "only the handshake is written before it succeeds"
     );
-    assert_eq!(w.client.queued(), 16);
+    assert_eq!(w.client.in_flight(), 16, "queued for the handshake");
     w.deliver = true;
     w.run();
     assert_eq!(w.received(socket).len(), 3 + 16);
@@ -751,5 +751,183 @@ fn tls_garbage_instead_of_records_is_a_tls_error() {
         "{:?}",
         w.response(id)
     );
+    w.shutdown_and_check();
+}
+
+// ---- dedicated connections: blocking commands, leases, subscriptions -------
+
+use redpoll_core::cmd;
+
+/// A peer on which BLPOP blocks (answers nothing) and MULTI/EXEC/WATCH work.
+fn blocking_peer() -> Peer {
+    Peer::plain().with_handler(|c| match c[0].to_ascii_uppercase().as_slice() {
+        b"BLPOP" => Some(Answer::Silence),
+        b"WATCH" | b"MULTI" | b"UNWATCH" | b"DISCARD" => {
+            Some(Answer::Reply(Frame::Simple("OK".into())))
+        }
+        b"EXEC" => Some(Answer::Reply(Frame::Array(vec![Frame::Simple(
+            "OK".into(),
+        )]))),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_blocking_command_gets_its_own_connection_and_its_block_time_on_top() {
+    let mut cfg = ClientConfig::new(config());
+    cfg.response_timeout = Some(Duration::from_millis(100));
+    let mut w = World::new(Client::new(cfg), blocking_peer);
+    w.send(&["PING"]);
+    let blpop = w.client.send(w.now, &cmd::blpop(["queue"], 5.0));
+    w.run();
+    assert_eq!(w.sockets().len(), 2, "BLPOP went to a dedicated connection");
+    let dedicated = w.sockets()[1];
+    // The shared connection is not held up by the blocked one.
+    let ping = w.send(&["PING"]);
+    assert_eq!(w.reply(ping), Frame::Simple("PONG".into()));
+    // 5 s of block time + 100 ms of response time.
+    w.advance(Duration::from_millis(5_099));
+    assert_eq!(w.response(blpop), None, "still within its block time");
+    w.peers
+        .get_mut(&dedicated)
+        .unwrap()
+        .answer(Answer::Reply(Frame::Array(vec![
+            bulk("queue"),
+            bulk("job"),
+        ])));
+    w.run();
+    assert_eq!(
+        w.reply(blpop),
+        Frame::Array(vec![bulk("queue"), bulk("job")])
+    );
+    // The next blocking command reuses the connection, now idle.
+    let again = w.client.send(w.now, &cmd::blpop(["queue"], 1.0));
+    w.run();
+    assert_eq!(w.sockets().len(), 2);
+    w.advance(Duration::from_millis(1_100));
+    assert_eq!(w.response(again), Some(&Err(Error::Timeout)));
+    // Timed out on the client, still blocked on the server: not reused.
+    let third = w.client.send(w.now, &cmd::blpop(["queue"], 1.0));
+    w.run();
+    assert_eq!(w.sockets().len(), 3, "a busy connection is never shared");
+    assert_eq!(w.client.dedicated_connections(), 2);
+    let _ = third;
+    w.shutdown_and_check();
+}
+
+#[test]
+fn a_lease_carries_a_transaction_and_is_reused_when_clean() {
+    let mut w = world(config(), blocking_peer);
+    let lease = w.client.lease(w.now).unwrap();
+    let ids: Vec<_> = [
+        w.client.send_leased(w.now, lease, &cmd::watch(["k"])),
+        w.client.send_leased(w.now, lease, &cmd::multi()),
+        w.client.send_leased(w.now, lease, &cmd::set("k", "v")),
+        w.client.send_leased(w.now, lease, &cmd::exec()),
+    ]
+    .to_vec();
+    w.run();
+    assert!(ids.iter().all(|id| matches!(w.response(*id), Some(Ok(_)))));
+    w.client.release(w.now, lease);
+    w.run();
+    let again = w.client.lease(w.now).unwrap();
+    let ping = w.client.send_leased(w.now, again, &cmd::ping());
+    w.run();
+    assert_eq!(w.reply(ping), Frame::Simple("PONG".into()));
+    assert_eq!(w.sockets().len(), 1, "the clean connection was reused");
+    w.client.release(w.now, again);
+    w.shutdown_and_check();
+}
+
+#[test]
+fn a_lease_released_mid_transaction_is_closed_not_reused() {
+    let mut w = world(config(), blocking_peer);
+    let lease = w.client.lease(w.now).unwrap();
+    w.client.send_leased(w.now, lease, &cmd::multi());
+    w.run();
+    w.client.release(w.now, lease);
+    w.run();
+    let first = w.sockets()[0];
+    assert_eq!(w.close_reason(first), Some(&CloseReason::Unclean));
+    let next = w.client.lease(w.now).unwrap();
+    w.run();
+    assert_eq!(
+        w.sockets().len(),
+        2,
+        "a fresh connection for the next lease"
+    );
+    w.client.release(w.now, next);
+    w.shutdown_and_check();
+}
+
+#[test]
+fn a_lease_whose_connection_died_fails_every_later_send_with_the_reason() {
+    let mut w = world(config(), blocking_peer);
+    let lease = w.client.lease(w.now).unwrap();
+    w.client.send_leased(w.now, lease, &cmd::watch(["k"]));
+    w.run();
+    let socket = w.sockets()[0];
+    w.client.handle_eof(w.now, socket);
+    w.run();
+    let late = w.client.send_leased(w.now, lease, &cmd::multi());
+    w.run();
+    assert_eq!(
+        w.response(late),
+        Some(&Err(Error::Connection(CloseReason::Eof)))
+    );
+    w.client.release(w.now, lease);
+    w.shutdown_and_check();
+}
+
+#[test]
+fn the_pool_of_dedicated_connections_is_bounded() {
+    let mut cfg = ClientConfig::new(config());
+    cfg.max_dedicated = 2;
+    let mut w = World::new(Client::new(cfg), blocking_peer);
+    let a = w.client.send(w.now, &cmd::blpop(["q"], 0.0));
+    let b = w.client.send(w.now, &cmd::blpop(["q"], 0.0));
+    let c = w.client.send(w.now, &cmd::blpop(["q"], 0.0));
+    w.run();
+    assert_eq!(w.response(a), None);
+    assert_eq!(w.response(b), None);
+    assert_eq!(w.response(c), Some(&Err(Error::PoolExhausted)));
+    assert_eq!(w.client.lease(w.now), Err(Error::PoolExhausted));
+    w.shutdown_and_check();
+}
+
+#[test]
+fn subscribe_is_answered_by_its_push_confirmation() {
+    let mut w = world(config(), || {
+        Peer::plain().with_handler(|c| {
+            (c[0].as_ref() == b"SUBSCRIBE").then(|| {
+                Answer::Reply(Frame::Push(vec![
+                    bulk("subscribe"),
+                    Frame::Bulk(c[1].clone()),
+                    Frame::Integer(1),
+                ]))
+            })
+        })
+    });
+    let sub = w.client.send(w.now, &cmd::subscribe(["news"]));
+    let ping = w.client.send(w.now, &cmd::ping());
+    w.run();
+    assert!(matches!(w.response(sub), Some(Ok(Frame::Push(_)))));
+    assert_eq!(w.reply(ping), Frame::Simple("PONG".into()));
+    let socket = w.sockets()[0];
+    w.peers
+        .get_mut(&socket)
+        .unwrap()
+        .answer(Answer::Reply(Frame::Push(vec![
+            bulk("message"),
+            bulk("news"),
+            bulk("hello"),
+        ])));
+    w.run();
+    let pushes: Vec<_> = w
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Push { .. }))
+        .collect();
+    assert_eq!(pushes.len(), 1, "the message is a push event, not a reply");
     w.shutdown_and_check();
 }

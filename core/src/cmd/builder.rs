@@ -85,33 +85,7 @@ impl Spans {
     }
 }
 
-/// How the server answers a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReplyKind {
-    /// One reply, in order with the other commands of the connection.
-    Reply,
-    /// `SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE`: no reply; each channel is
-    /// confirmed by a `subscribe` push (RESP3) or message (RESP2, where the
-    /// connection then only takes subscription commands).
-    Subscribe(SubscriptionKind),
-    /// `UNSUBSCRIBE`, `PUNSUBSCRIBE`, `SUNSUBSCRIBE`: no reply; each channel
-    /// left is confirmed by an `unsubscribe` push. Without arguments, one
-    /// confirmation per channel subscribed, or a single one with a null
-    /// channel when there was none.
-    Unsubscribe(SubscriptionKind),
-}
-
-/// The three kinds of pub/sub subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SubscriptionKind {
-    /// A channel (`SUBSCRIBE`, `message`).
-    Channel,
-    /// A glob pattern over channel names (`PSUBSCRIBE`, `pmessage`).
-    Pattern,
-    /// A shard channel, hashed to a cluster slot like a key (`SSUBSCRIBE`,
-    /// `smessage`).
-    Shard,
-}
+pub use crate::command::{ReplyKind, SubscriptionKind};
 
 impl Cmd {
     /// A command named `name`, with no arguments yet, whose reply is kept as
@@ -422,6 +396,14 @@ impl<T> Cmd<T> {
 }
 
 impl<T> Command for Cmd<T> {
+    fn block_timeout(&self) -> Option<Duration> {
+        Self::block_timeout(self)
+    }
+
+    fn reply_kind(&self) -> ReplyKind {
+        Self::reply_kind(self)
+    }
+
     fn encode(&self, dst: &mut BytesMut) {
         dst.reserve(self.encoded_len());
         dst.put_u8(b'*');

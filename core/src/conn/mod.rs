@@ -39,7 +39,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
 
-use crate::command::Command;
+use crate::command::{Command, ReplyKind, SubscriptionKind};
 use crate::error::{Error, HandshakeError, HandshakeErrorKind, HandshakeStep};
 use crate::id::{RequestId, SocketId};
 use crate::io::{Address, CloseReason, Effect, Event};
@@ -132,10 +132,11 @@ pub enum Phase {
 enum Slot {
     /// A handshake step.
     Handshake(Step),
-    /// A request; its deadline, if any.
+    /// A request; its deadline, if any, and how it is answered.
     Request {
         id: RequestId,
         deadline: Option<Instant>,
+        kind: ReplyKind,
     },
     /// A request nobody waits for any more; its reply is discarded.
     Tombstone { timed_out: bool },
@@ -149,6 +150,15 @@ enum Step {
     /// A step pipelined behind a `HELLO` the server did not know; its reply
     /// is discarded and the step is sent again after `AUTH`.
     Superseded,
+}
+
+/// A request waiting for the handshake to finish.
+#[derive(Debug)]
+struct Queued {
+    id: RequestId,
+    cmd: Bytes,
+    deadline: Option<Instant>,
+    kind: ReplyKind,
 }
 
 /// The queued outputs of the machines, drained by the client's polls.
@@ -169,6 +179,14 @@ pub(crate) struct Conn {
     /// Bytes to send, encrypted when TLS is on.
     tx: BytesMut,
     slots: VecDeque<Slot>,
+    /// Requests waiting for the handshake: never written to a connection
+    /// that could still fail authentication or `SELECT`.
+    queue: VecDeque<Queued>,
+    /// Staging for the commands of queued requests and for TLS writes.
+    staging: BytesMut,
+    /// `MULTI` or `WATCH` sent and not yet ended by `EXEC`/`DISCARD`/`UNWATCH`:
+    /// such a connection must not be handed to anyone else.
+    in_transaction: bool,
     /// Slots of handshake steps still awaited.
     handshake_left: usize,
     /// Tombstones left by timeouts, which the stall rule watches.
@@ -179,9 +197,6 @@ pub(crate) struct Conn {
     close_reason: Option<CloseReason>,
     #[cfg(feature = "tls")]
     tls: Option<tls::Session>,
-    /// Plaintext staging for TLS writes.
-    #[cfg(feature = "tls")]
-    plain: BytesMut,
 }
 
 impl core::fmt::Debug for Conn {
@@ -218,6 +233,9 @@ impl Conn {
             rx: BytesMut::new(),
             tx: BytesMut::new(),
             slots: VecDeque::new(),
+            queue: VecDeque::new(),
+            staging: BytesMut::new(),
+            in_transaction: false,
             handshake_left: 0,
             timed_out: 0,
             last_rx: now,
@@ -226,8 +244,6 @@ impl Conn {
             close_reason: None,
             #[cfg(feature = "tls")]
             tls,
-            #[cfg(feature = "tls")]
-            plain: BytesMut::new(),
         })
     }
 
@@ -239,21 +255,25 @@ impl Conn {
         self.phase
     }
 
-    pub(crate) const fn is_ready(&self) -> bool {
-        matches!(self.phase, Phase::Ready)
-    }
-
-    /// Why the connection closed, once it has.
-    pub(crate) const fn close_reason(&self) -> Option<&CloseReason> {
-        self.close_reason.as_ref()
-    }
-
-    /// Requests (not tombstones or handshake steps) awaiting a reply.
+    /// Requests (not tombstones or handshake steps) awaiting a reply,
+    /// written or queued for the handshake.
     pub(crate) fn in_flight(&self) -> usize {
-        self.slots
+        let written = self
+            .slots
             .iter()
-            .filter(|s| matches!(s, Slot::Request { .. }))
-            .count()
+            .filter(|s| matches!(s, Slot::Request { .. }));
+        self.queue.len() + written.count()
+    }
+
+    /// Whether nothing at all is awaited on the connection (no request, no
+    /// tombstone): it can be handed to someone else.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.queue.is_empty() && self.slots.is_empty()
+    }
+
+    /// Whether a `MULTI` or `WATCH` is still open on the connection.
+    pub(crate) const fn in_transaction(&self) -> bool {
+        self.in_transaction
     }
 
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
@@ -320,30 +340,80 @@ impl Conn {
         self.decode(config, out);
     }
 
-    /// Writes a request; its reply will be reported as `Event::Response`.
+    /// Sends a request (queued until the handshake is done); its outcome
+    /// will be reported as one `Event::Response`.
     pub(crate) fn send<C: Command + ?Sized>(
         &mut self,
         id: RequestId,
         cmd: &C,
         deadline: Option<Instant>,
+        out: &mut Outputs,
     ) {
+        // Sticky failure: a closed connection answers every later request
+        // with the reason it closed.
+        if let Some(reason) = &self.close_reason {
+            out.events.push_back(Event::Response {
+                id,
+                result: Err(request_error(reason)),
+            });
+            return;
+        }
+        let kind = cmd.reply_kind();
+        if let Some(at) = deadline {
+            self.arm_response(at);
+        }
+        if self.phase != Phase::Ready {
+            cmd.encode(&mut self.staging);
+            let cmd = self.staging.split().freeze();
+            self.queue.push_back(Queued {
+                id,
+                cmd,
+                deadline,
+                kind,
+            });
+            return;
+        }
         #[cfg(feature = "tls")]
         if let Some(tls) = &mut self.tls {
-            cmd.encode(&mut self.plain);
-            tls.write(&self.plain);
-            self.plain.clear();
+            cmd.encode(&mut self.staging);
+            tls.write(&self.staging);
+            self.staging.clear();
             tls.flush(&mut self.tx);
-            self.push_slot(Slot::Request { id, deadline });
+            self.slots.push_back(Slot::Request { id, deadline, kind });
             return;
         }
         cmd.encode(&mut self.tx);
-        self.push_slot(Slot::Request { id, deadline });
+        self.slots.push_back(Slot::Request { id, deadline, kind });
     }
 
-    /// Writes an already encoded request.
-    pub(crate) fn send_encoded(&mut self, id: RequestId, cmd: &[u8], deadline: Option<Instant>) {
-        self.write_raw(cmd);
-        self.push_slot(Slot::Request { id, deadline });
+    /// Sends a request on a connection handed to one user (a lease), whose
+    /// transaction state the connection keeps track of.
+    pub(crate) fn send_tracked<C: Command + ?Sized>(
+        &mut self,
+        id: RequestId,
+        cmd: &C,
+        deadline: Option<Instant>,
+        out: &mut Outputs,
+    ) {
+        let start = self.staging.len();
+        cmd.encode(&mut self.staging);
+        match command_name(&self.staging[start..])
+            .map(<[u8]>::to_ascii_uppercase)
+            .as_deref()
+        {
+            Some(b"MULTI" | b"WATCH") => self.in_transaction = true,
+            Some(b"EXEC" | b"DISCARD" | b"UNWATCH" | b"RESET") => self.in_transaction = false,
+            _ => {}
+        }
+        self.staging.truncate(start);
+        self.send(id, cmd, deadline, out);
+    }
+
+    fn arm_response(&mut self, at: Instant) {
+        match self.timers.get(Timer::Response) {
+            Some(current) if current <= at => {}
+            _ => self.timers.set(Timer::Response, at),
+        }
     }
 
     fn write_raw(&mut self, bytes: &[u8]) {
@@ -356,21 +426,12 @@ impl Conn {
         self.tx.extend_from_slice(bytes);
     }
 
-    fn push_slot(&mut self, slot: Slot) {
-        if let Slot::Request {
-            deadline: Some(at), ..
-        } = slot
-        {
-            match self.timers.get(Timer::Response) {
-                Some(current) if current <= at => {}
-                _ => self.timers.set(Timer::Response, at),
-            }
-        }
-        self.slots.push_back(slot);
-    }
-
     /// Forgets a request: its reply, when it comes, is discarded.
     pub(crate) fn cancel(&mut self, id: RequestId) -> bool {
+        if let Some(i) = self.queue.iter().position(|q| q.id == id) {
+            self.queue.remove(i);
+            return true;
+        }
         for slot in &mut self.slots {
             if matches!(slot, Slot::Request { id: r, .. } if *r == id) {
                 *slot = Slot::Tombstone { timed_out: false };
@@ -401,10 +462,25 @@ impl Conn {
 
     fn expire_requests(&mut self, now: Instant, out: &mut Outputs) {
         let mut next: Option<Instant> = None;
+        self.queue.retain(|q| match q.deadline {
+            Some(at) if at <= now => {
+                out.events.push_back(Event::Response {
+                    id: q.id,
+                    result: Err(Error::Timeout),
+                });
+                false
+            }
+            Some(at) => {
+                next = Some(next.map_or(at, |n| n.min(at)));
+                true
+            }
+            None => true,
+        });
         for slot in &mut self.slots {
             if let Slot::Request {
                 id,
                 deadline: Some(at),
+                ..
             } = *slot
             {
                 if at <= now {
@@ -447,17 +523,17 @@ impl Conn {
         let was_ready = self.phase == Phase::Ready;
         self.phase = Phase::Closed;
         self.timers = Timers::default();
-        let error = match reason {
-            CloseReason::Shutdown => Error::Shutdown,
-            ref other => Error::Connection(other.clone()),
-        };
-        for slot in self.slots.drain(..) {
-            if let Slot::Request { id, .. } = slot {
-                out.events.push_back(Event::Response {
-                    id,
-                    result: Err(error.clone()),
-                });
-            }
+        let error = request_error(&reason);
+        let written = self.slots.drain(..).filter_map(|slot| match slot {
+            Slot::Request { id, .. } => Some(id),
+            _ => None,
+        });
+        let queued = self.queue.drain(..).map(|q| q.id);
+        for id in written.chain(queued) {
+            out.events.push_back(Event::Response {
+                id,
+                result: Err(error.clone()),
+            });
         }
         self.tx.clear();
         #[cfg(feature = "tls")]
@@ -554,6 +630,14 @@ impl Conn {
     fn become_ready(&mut self, out: &mut Outputs) {
         self.phase = Phase::Ready;
         self.timers.clear(Timer::Handshake);
+        while let Some(q) = self.queue.pop_front() {
+            self.write_raw(&q.cmd);
+            self.slots.push_back(Slot::Request {
+                id: q.id,
+                deadline: q.deadline,
+                kind: q.kind,
+            });
+        }
         out.events.push_back(Event::Connected {
             socket: self.socket,
             protocol: self.protocol,
@@ -571,7 +655,20 @@ impl Conn {
     }
 
     fn dispatch(&mut self, frame: Frame, config: &ConnConfig, out: &mut Outputs) {
-        if matches!(frame.without_attributes(), Frame::Push(_)) {
+        if let Frame::Push(items) = frame.without_attributes() {
+            // Subscription commands are answered by their first push
+            // confirmation; every other push goes to the application.
+            if let Some(Slot::Request { id, kind, .. }) = self.slots.front()
+                && confirms(*kind, items)
+            {
+                let id = *id;
+                self.slots.pop_front();
+                out.events.push_back(Event::Response {
+                    id,
+                    result: Ok(frame),
+                });
+                return;
+            }
             out.events.push_back(Event::Push {
                 socket: self.socket,
                 frame,
@@ -666,5 +763,47 @@ impl Conn {
         self.legacy_auth(config, &mut cmd);
         self.common_steps(config, &mut cmd);
         self.write_raw(&cmd);
+    }
+}
+
+/// Whether a push frame confirms a subscription command of `kind`.
+fn confirms(kind: ReplyKind, items: &[Frame]) -> bool {
+    let (subscribe, kind) = match kind {
+        ReplyKind::Reply => return false,
+        ReplyKind::Subscribe(k) => (true, k),
+        ReplyKind::Unsubscribe(k) => (false, k),
+    };
+    let Some(Frame::Bulk(name) | Frame::Simple(name)) = items.first() else {
+        return false;
+    };
+    let expected: &[u8] = match (subscribe, kind) {
+        (true, SubscriptionKind::Channel) => b"subscribe",
+        (true, SubscriptionKind::Pattern) => b"psubscribe",
+        (true, SubscriptionKind::Shard) => b"ssubscribe",
+        (false, SubscriptionKind::Channel) => b"unsubscribe",
+        (false, SubscriptionKind::Pattern) => b"punsubscribe",
+        (false, SubscriptionKind::Shard) => b"sunsubscribe",
+    };
+    name.eq_ignore_ascii_case(expected)
+}
+
+/// The name of an encoded command: its first bulk string.
+fn command_name(encoded: &[u8]) -> Option<&[u8]> {
+    // `*N\r\n$L\r\nNAME\r\n`
+    let first = encoded.iter().position(|&b| b == b'\n')? + 1;
+    let rest = encoded.get(first..)?;
+    let header = rest.iter().position(|&b| b == b'\n')?;
+    let len: usize = core::str::from_utf8(rest.get(1..header.checked_sub(1)?)?)
+        .ok()?
+        .parse()
+        .ok()?;
+    rest.get(header + 1..header + 1 + len)
+}
+
+/// The error of requests on a connection closed for `reason`.
+fn request_error(reason: &CloseReason) -> Error {
+    match reason {
+        CloseReason::Shutdown => Error::Shutdown,
+        other => Error::Connection(other.clone()),
     }
 }
