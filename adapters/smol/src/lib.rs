@@ -1,5 +1,622 @@
 //! The async adapter of redpoll: drives [`redpoll_core`] over `async-io`.
 //!
-//! For now it only re-exports the core; the client lands with the connection machine.
+//! Works with any executor. One driver task per client carries out the
+//! core's effects ([`Client::new`] runs it on a thread of its own;
+//! [`Client::with_driver`] hands it to you to spawn). Requests from many
+//! tasks share one pipelined connection and leave in one write; blocking
+//! commands and transactions get dedicated connections; dropping a request
+//! future cancels it without desynchronising the connection.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), redpoll_smol::Error> {
+//! use redpoll_core::cmd;
+//! let client = redpoll_smol::Client::open("redis://127.0.0.1:6379")?;
+//! client.run(cmd::set("greeting", "hello")).await?;
+//! let value: Option<String> = client.run(cmd::get("greeting").returning()).await?;
+//! # Ok(()) }
+//! ```
 
+mod driver;
+mod error;
+mod shared;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_lite::Stream;
+use redpoll_core::cmd::{Cmd, FromFrame, FromReplies, Pipeline, PushMessage, ScanState, Script};
+use redpoll_core::command::Command;
+use redpoll_core::resp::{Frame, ToArg};
+use redpoll_core::{ClientConfig, LeaseId, RequestId};
+
+pub use driver::Driver;
+pub use error::Error;
 pub use redpoll_core as core;
+use shared::{Shared, State, Subscriber, Waiter};
+
+/// Ends the client when the last handle goes.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        let now = state.now();
+        state.shut_down = true;
+        state.core.shutdown(now);
+        state.wake_driver();
+    }
+}
+
+/// An async Redis client. Cheap to clone: clones share the connections.
+#[derive(Debug, Clone)]
+pub struct Client {
+    handle: Arc<Handle>,
+}
+
+impl Client {
+    /// A client whose driver runs on a thread of its own, until the last
+    /// handle is dropped. Connects on first use.
+    ///
+    /// # Panics
+    ///
+    /// When the operating system cannot start a thread.
+    #[must_use]
+    pub fn new(config: ClientConfig) -> Self {
+        let (client, driver) = Self::with_driver(config);
+        std::thread::Builder::new()
+            .name("redpoll-driver".into())
+            .spawn(move || async_io::block_on(driver))
+            .expect("start the redpoll driver thread");
+        client
+    }
+
+    /// A client and its driver, to spawn on the executor of your choice.
+    pub fn with_driver(config: ClientConfig) -> (Self, Driver) {
+        let shared = Arc::new(Shared::new(redpoll_core::Client::new(config)));
+        let driver = Driver::new(shared.clone());
+        (
+            Self {
+                handle: Arc::new(Handle { shared }),
+            },
+            driver,
+        )
+    }
+
+    /// A client configured by a URL (`redis://`, `unix://`; for `rediss://`
+    /// see [`Builder`]).
+    ///
+    /// # Errors
+    ///
+    /// When the URL is invalid or asks for TLS without certificates.
+    pub fn open(url: &str) -> Result<Self, Error> {
+        Ok(Self::new(Builder::new(url)?.config()?))
+    }
+
+    fn shared(&self) -> &Arc<Shared> {
+        &self.handle.shared
+    }
+
+    /// Runs one command and converts its reply.
+    ///
+    /// # Errors
+    ///
+    /// A connection error, a timeout, a server error reply or a reply that
+    /// does not convert to `T`.
+    pub async fn run<T: FromFrame>(&self, cmd: Cmd<T>) -> Result<T, Error> {
+        #[cfg(feature = "tracing")]
+        {
+            use tracing::Instrument as _;
+            let span = tracing::debug_span!("command", name = %String::from_utf8_lossy(cmd.name()));
+            self.run_inner(cmd).instrument(span).await
+        }
+        #[cfg(not(feature = "tracing"))]
+        self.run_inner(cmd).await
+    }
+
+    async fn run_inner<T: FromFrame>(&self, cmd: Cmd<T>) -> Result<T, Error> {
+        let frame = self.request(&cmd).await?;
+        Ok(cmd.decode(frame)?)
+    }
+
+    /// Runs a pipeline: its commands leave in one write and its replies
+    /// come back converted, in order.
+    ///
+    /// # Errors
+    ///
+    /// The first error among the replies, or a connection error.
+    pub async fn pipeline<T: FromReplies>(&self, pipeline: Pipeline<T>) -> Result<T, Error> {
+        let ids: Vec<RequestId> = {
+            let mut state = self.shared().lock();
+            let now = state.now();
+            let ids = pipeline
+                .commands()
+                .map(|c| state.core.send(now, c))
+                .collect::<Vec<_>>();
+            for id in &ids {
+                state.waiters.insert(*id, Waiter::default());
+            }
+            state.wake_driver();
+            ids
+        };
+        let mut frames = Vec::with_capacity(ids.len());
+        let mut pending = Pending::new(self.shared().clone(), ids);
+        while let Some(result) = pending.next().await {
+            frames.push(result?);
+        }
+        Ok(pipeline.decode(frames)?)
+    }
+
+    /// A transaction: a connection of its own until the [`Transaction`] is
+    /// dropped, for `WATCH` ... `MULTI` ... `EXEC`.
+    ///
+    /// # Errors
+    ///
+    /// When every dedicated connection is in use.
+    pub fn transaction(&self) -> Result<Transaction, Error> {
+        let mut state = self.shared().lock();
+        let now = state.now();
+        let lease = state.core.lease(now)?;
+        state.wake_driver();
+        Ok(Transaction {
+            client: self.clone(),
+            lease,
+        })
+    }
+
+    /// Iterates over a `SCAN`-family command (`cmd::scan(0)`, `cmd::hscan`,
+    /// ...), one page after the other, as a stream of items.
+    pub fn scan<T: FromFrame + Unpin + Send + 'static>(
+        &self,
+        cmd: Cmd<(u64, Vec<T>)>,
+    ) -> impl Stream<Item = Result<T, Error>> + Send + 'static {
+        let client = self.clone();
+        let state = ScanState::new(cmd);
+        let page: std::vec::IntoIter<T> = Vec::new().into_iter();
+        futures_lite::stream::unfold(
+            (client, state, page, false),
+            |(client, mut state, mut page, failed)| async move {
+                loop {
+                    if failed {
+                        return None;
+                    }
+                    if let Some(item) = page.next() {
+                        return Some((Ok(item), (client, state, page, false)));
+                    }
+                    let next = state.next_cmd()?;
+                    match client.run(next).await {
+                        Ok(reply) => page = state.feed(reply).into_iter(),
+                        Err(e) => return Some((Err(e), (client, state, page, true))),
+                    }
+                }
+            },
+        )
+    }
+
+    /// Runs a script by its SHA-1 (`EVALSHA`), sending the body (`EVAL`)
+    /// when the server does not have it yet.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::run`].
+    pub async fn eval<T: FromFrame, K: ToArg, A: ToArg>(
+        &self,
+        script: &Script,
+        keys: impl IntoIterator<Item = K>,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<T, Error> {
+        let cmd: Cmd<T> = script.invoke(keys, args);
+        let frame = self.request(&cmd).await?;
+        let frame = match script.fallback(&cmd, &frame) {
+            Some(eval) => return self.run(eval).await,
+            None => frame,
+        };
+        Ok(cmd.decode(frame)?)
+    }
+
+    /// Subscribes to channels; messages arrive on the returned
+    /// [`Subscription`], in order. Needs RESP3 (the default protocol).
+    ///
+    /// # Errors
+    ///
+    /// When the server refuses the subscription.
+    pub async fn subscribe<C: AsRef<[u8]>>(
+        &self,
+        channels: impl IntoIterator<Item = C>,
+    ) -> Result<Subscription, Error> {
+        self.subscribe_kind(Kind::Channel, channels).await
+    }
+
+    /// Subscribes to channel patterns (`PSUBSCRIBE`).
+    ///
+    /// # Errors
+    ///
+    /// When the server refuses the subscription.
+    pub async fn psubscribe<C: AsRef<[u8]>>(
+        &self,
+        patterns: impl IntoIterator<Item = C>,
+    ) -> Result<Subscription, Error> {
+        self.subscribe_kind(Kind::Pattern, patterns).await
+    }
+
+    /// Subscribes to shard channels (`SSUBSCRIBE`).
+    ///
+    /// # Errors
+    ///
+    /// When the server refuses the subscription.
+    pub async fn ssubscribe<C: AsRef<[u8]>>(
+        &self,
+        channels: impl IntoIterator<Item = C>,
+    ) -> Result<Subscription, Error> {
+        self.subscribe_kind(Kind::Shard, channels).await
+    }
+
+    async fn subscribe_kind<C: AsRef<[u8]>>(
+        &self,
+        kind: Kind,
+        names: impl IntoIterator<Item = C>,
+    ) -> Result<Subscription, Error> {
+        let names: Vec<bytes::Bytes> = names
+            .into_iter()
+            .map(|c| bytes::Bytes::copy_from_slice(c.as_ref()))
+            .collect();
+        let (tx, rx) = async_channel::unbounded();
+        let id = {
+            let mut state = self.shared().lock();
+            let id = state.next_subscriber;
+            state.next_subscriber += 1;
+            let mut subscriber = Subscriber {
+                id,
+                channels: Vec::new(),
+                patterns: Vec::new(),
+                shard_channels: Vec::new(),
+                tx,
+            };
+            *kind.list(&mut subscriber) = names.clone();
+            state.subscribers.push(subscriber);
+            id
+        };
+        // Registered before the command leaves: no message can slip by.
+        let subscription = Subscription {
+            client: self.clone(),
+            id,
+            kind,
+            names: names.clone(),
+            rx: Box::pin(rx),
+        };
+        let cmd = match kind {
+            Kind::Channel => redpoll_core::cmd::subscribe(&names),
+            Kind::Pattern => redpoll_core::cmd::psubscribe(&names),
+            Kind::Shard => redpoll_core::cmd::ssubscribe(&names),
+        };
+        self.run(cmd).await?;
+        Ok(subscription)
+    }
+
+    /// Shuts the client down: every request fails, every socket closes.
+    pub fn shutdown(&self) {
+        let mut state = self.shared().lock();
+        let now = state.now();
+        state.shut_down = true;
+        state.core.shutdown(now);
+        state.wake_driver();
+    }
+
+    /// Sends any command and waits for its reply frame.
+    fn request<'a, C: Command + ?Sized>(&'a self, cmd: &'a C) -> Request<'a, C> {
+        Request {
+            shared: self.shared(),
+            cmd,
+            lease: None,
+            id: None,
+        }
+    }
+}
+
+/// Sends a command on first poll, then waits for its reply. Dropping it
+/// cancels the request: the core discards its reply when it comes.
+struct Request<'a, C: ?Sized> {
+    shared: &'a Arc<Shared>,
+    cmd: &'a C,
+    lease: Option<LeaseId>,
+    id: Option<RequestId>,
+}
+
+impl<C: Command + ?Sized> Future for Request<'_, C> {
+    type Output = Result<Frame, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.shared.lock();
+        let Some(id) = self.id else {
+            let now = state.now();
+            let id = match self.lease {
+                Some(lease) => state.core.send_leased(now, lease, self.cmd),
+                None => state.core.send(now, self.cmd),
+            };
+            state.waiters.insert(
+                id,
+                Waiter {
+                    result: None,
+                    waker: Some(cx.waker().clone()),
+                },
+            );
+            // The result may already be there (a shut-down client answers at
+            // once); the driver delivers it either way.
+            state.deliver_events();
+            state.wake_driver();
+            let done = take_result(&mut state, id, cx);
+            drop(state);
+            self.id = Some(id);
+            return done;
+        };
+        take_result(&mut state, id, cx)
+    }
+}
+
+fn take_result(state: &mut State, id: RequestId, cx: &Context<'_>) -> Poll<Result<Frame, Error>> {
+    let Some(waiter) = state.waiters.get_mut(&id) else {
+        return Poll::Ready(Err(Error::Connection(redpoll_core::Error::Shutdown)));
+    };
+    match waiter.result.take() {
+        Some(result) => {
+            state.waiters.remove(&id);
+            Poll::Ready(result.map_err(Error::Connection))
+        }
+        None => {
+            waiter.waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
+
+impl<C: ?Sized> Drop for Request<'_, C> {
+    fn drop(&mut self) {
+        let Some(id) = self.id else {
+            return;
+        };
+        let mut state = self.shared.lock();
+        if state
+            .waiters
+            .remove(&id)
+            .is_some_and(|w| w.result.is_none())
+        {
+            state.core.cancel(id);
+        }
+    }
+}
+
+/// Waits for several requests in order (the replies of a pipeline).
+struct Pending {
+    shared: Arc<Shared>,
+    ids: std::collections::VecDeque<RequestId>,
+}
+
+impl Pending {
+    fn new(shared: Arc<Shared>, ids: Vec<RequestId>) -> Self {
+        Self {
+            shared,
+            ids: ids.into(),
+        }
+    }
+
+    async fn next(&mut self) -> Option<Result<Frame, Error>> {
+        let id = *self.ids.front()?;
+        let shared = self.shared.clone();
+        let result =
+            futures_lite::future::poll_fn(|cx| take_result(&mut shared.lock(), id, cx)).await;
+        self.ids.pop_front();
+        Some(result)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        for id in self.ids.drain(..) {
+            if state
+                .waiters
+                .remove(&id)
+                .is_some_and(|w| w.result.is_none())
+            {
+                state.core.cancel(id);
+            }
+        }
+    }
+}
+
+/// A connection of one's own, for `WATCH`/`MULTI`/`EXEC`. Dropping it gives
+/// the connection back (closed instead if a transaction is left open).
+#[derive(Debug)]
+pub struct Transaction {
+    client: Client,
+    lease: LeaseId,
+}
+
+impl Transaction {
+    /// Runs one command on the transaction's connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::run`].
+    pub async fn run<T: FromFrame>(&self, cmd: Cmd<T>) -> Result<T, Error> {
+        let frame = Request {
+            shared: self.client.shared(),
+            cmd: &cmd,
+            lease: Some(self.lease),
+            id: None,
+        }
+        .await?;
+        Ok(cmd.decode(frame)?)
+    }
+
+    /// Runs a pipeline on the transaction's connection (use
+    /// [`Pipeline::atomic`] for `MULTI`/`EXEC`). A `WATCH` conflict gives
+    /// [`Error::Aborted`].
+    ///
+    /// # Errors
+    ///
+    /// The first error among the replies, or a connection error.
+    pub async fn pipeline<T: FromReplies>(&self, pipeline: Pipeline<T>) -> Result<T, Error> {
+        let ids: Vec<RequestId> = {
+            let mut state = self.client.shared().lock();
+            let now = state.now();
+            let ids = pipeline
+                .commands()
+                .map(|c| state.core.send_leased(now, self.lease, c))
+                .collect::<Vec<_>>();
+            for id in &ids {
+                state.waiters.insert(*id, Waiter::default());
+            }
+            state.wake_driver();
+            ids
+        };
+        let mut frames = Vec::with_capacity(ids.len());
+        let mut pending = Pending::new(self.client.shared().clone(), ids);
+        while let Some(result) = pending.next().await {
+            frames.push(result?);
+        }
+        Ok(pipeline.decode(frames)?)
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        let mut state = self.client.shared().lock();
+        let now = state.now();
+        state.core.release(now, self.lease);
+        state.wake_driver();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Channel,
+    Pattern,
+    Shard,
+}
+
+impl Kind {
+    fn list(self, s: &mut Subscriber) -> &mut Vec<bytes::Bytes> {
+        match self {
+            Self::Channel => &mut s.channels,
+            Self::Pattern => &mut s.patterns,
+            Self::Shard => &mut s.shard_channels,
+        }
+    }
+}
+
+/// Messages of subscribed channels, in order. Dropping it unsubscribes
+/// from the channels no other subscription wants.
+#[derive(Debug)]
+pub struct Subscription {
+    client: Client,
+    id: u64,
+    kind: Kind,
+    names: Vec<bytes::Bytes>,
+    rx: Pin<Box<async_channel::Receiver<PushMessage>>>,
+}
+
+impl Subscription {
+    /// The next message; `None` once the client is gone.
+    pub async fn next(&self) -> Option<PushMessage> {
+        self.rx.recv().await.ok()
+    }
+}
+
+impl Stream for Subscription {
+    type Item = PushMessage;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<PushMessage>> {
+        self.get_mut().rx.as_mut().poll_next(cx)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut state = self.client.shared().lock();
+        state.subscribers.retain(|s| s.id != self.id);
+        let kind = self.kind;
+        let still_wanted: Vec<bytes::Bytes> = state
+            .subscribers
+            .iter_mut()
+            .flat_map(|s| kind.list(s).clone())
+            .collect();
+        let unwanted: Vec<&bytes::Bytes> = self
+            .names
+            .iter()
+            .filter(|n| !still_wanted.contains(n))
+            .collect();
+        if unwanted.is_empty() || state.shut_down {
+            return;
+        }
+        let cmd = match kind {
+            Kind::Channel => redpoll_core::cmd::unsubscribe(unwanted),
+            Kind::Pattern => redpoll_core::cmd::punsubscribe(unwanted),
+            Kind::Shard => redpoll_core::cmd::sunsubscribe(unwanted),
+        };
+        let now = state.now();
+        // Nobody waits for the confirmation: cancel it at once.
+        let id = state.core.send(now, &cmd);
+        state.core.cancel(id);
+        state.wake_driver();
+    }
+}
+
+/// Builds a client from a URL and what URLs do not carry: certificates,
+/// pool sizes, deadlines.
+#[derive(Debug)]
+pub struct Builder {
+    config: ClientConfig,
+    #[cfg(feature = "tls")]
+    tls: Option<redpoll_core::conn::TlsConfigBuilder>,
+}
+
+impl Builder {
+    /// Starts from a URL.
+    ///
+    /// # Errors
+    ///
+    /// When the URL is invalid.
+    pub fn new(url: &str) -> Result<Self, Error> {
+        let _ = url;
+        Err(Error::Url("URL parsing lands with the url module".into()))
+    }
+
+    /// Starts from a configuration.
+    #[must_use]
+    pub const fn from_config(config: ClientConfig) -> Self {
+        Self {
+            config,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// The configuration to build the client with.
+    ///
+    /// # Errors
+    ///
+    /// When the TLS configuration is unusable.
+    pub fn config(self) -> Result<ClientConfig, Error> {
+        #[allow(unused_mut)]
+        let mut config = self.config;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls {
+            config.conn.tls = Some(tls.build()?);
+        }
+        Ok(config)
+    }
+
+    /// Builds the client.
+    ///
+    /// # Errors
+    ///
+    /// When the TLS configuration is unusable.
+    pub fn build(self) -> Result<Client, Error> {
+        Ok(Client::new(self.config()?))
+    }
+}

@@ -1,0 +1,139 @@
+//! The state shared by the client handles and the driver: the core, the
+//! waiters of requests, the subscribers of pub/sub channels.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Instant as StdInstant;
+
+use bytes::Bytes;
+use redpoll_core::cmd::PushMessage;
+use redpoll_core::resp::Frame;
+use redpoll_core::{Client as Core, Instant, RequestId};
+
+/// What a request future waits for.
+#[derive(Debug, Default)]
+pub(crate) struct Waiter {
+    pub(crate) result: Option<Result<Frame, redpoll_core::Error>>,
+    pub(crate) waker: Option<Waker>,
+}
+
+/// One subscription handle's channels and its queue.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    pub(crate) id: u64,
+    pub(crate) channels: Vec<Bytes>,
+    pub(crate) patterns: Vec<Bytes>,
+    pub(crate) shard_channels: Vec<Bytes>,
+    pub(crate) tx: async_channel::Sender<PushMessage>,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) core: Core,
+    origin: StdInstant,
+    pub(crate) waiters: HashMap<RequestId, Waiter>,
+    pub(crate) subscribers: Vec<Subscriber>,
+    pub(crate) next_subscriber: u64,
+    /// The driver's waker, to call after handing the core a request.
+    pub(crate) driver: Option<Waker>,
+    pub(crate) shut_down: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    pub(crate) fn new(core: Core) -> Self {
+        Self {
+            state: Mutex::new(State {
+                core,
+                origin: StdInstant::now(),
+                waiters: HashMap::new(),
+                subscribers: Vec::new(),
+                next_subscriber: 0,
+                driver: None,
+                shut_down: false,
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the core half-updated
+        // in a way later calls could not cope with: keep going.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// The core's clock: nanoseconds since the client was built.
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// The std instant of a core instant.
+    pub(crate) fn instant(&self, at: Instant) -> StdInstant {
+        self.origin + std::time::Duration::from_nanos(at.as_nanos())
+    }
+
+    /// Lets the driver carry out what the core now wants.
+    pub(crate) fn wake_driver(&self) {
+        if let Some(driver) = &self.driver {
+            driver.wake_by_ref();
+        }
+    }
+
+    pub(crate) fn complete(&mut self, id: RequestId, result: Result<Frame, redpoll_core::Error>) {
+        // No waiter: the request was cancelled and its late result is dropped.
+        if let Some(waiter) = self.waiters.get_mut(&id) {
+            waiter.result = Some(result);
+            if let Some(waker) = waiter.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    pub(crate) fn route_push(&mut self, frame: Frame) {
+        let message = PushMessage::parse(frame);
+        let wants = |s: &Subscriber| match &message {
+            PushMessage::Message { channel, .. } => s.channels.contains(channel),
+            PushMessage::PMessage { pattern, .. } => s.patterns.contains(pattern),
+            PushMessage::SMessage { channel, .. } => s.shard_channels.contains(channel),
+            _ => false,
+        };
+        for s in self.subscribers.iter().filter(|s| wants(s)) {
+            // Unbounded: a slow subscriber holds memory, never the connection.
+            let _ = s.tx.try_send(message.clone());
+        }
+    }
+
+    #[allow(clippy::unused_self)]
+    pub(crate) fn trace_connect(
+        &self,
+        _socket: redpoll_core::SocketId,
+        _address: &redpoll_core::Address,
+    ) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(socket = _socket.get(), address = %_address, "connect");
+    }
+
+    #[allow(clippy::unused_self)]
+    pub(crate) fn trace_connected(&self, _socket: redpoll_core::SocketId) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(socket = _socket.get(), "connected");
+    }
+
+    #[allow(clippy::unused_self)]
+    pub(crate) fn trace_close(
+        &self,
+        _socket: redpoll_core::SocketId,
+        _reason: &redpoll_core::CloseReason,
+    ) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(socket = _socket.get(), reason = %_reason, "close");
+    }
+}
