@@ -88,6 +88,32 @@ for input in $INPUTS; do
     echo "$row"
 done
 
+# The connection machine: a pipelined GET through redpoll_core::Client
+# (encode, Send effect, reply bytes in, decode, match, Response event),
+# 16 in flight. Target: at most 600 instructions per request.
+if [ "${MACHINE:-1}" = 1 ]; then
+    machine_bin=$(cargo bench --bench callgrind_machine --no-run --message-format=json 2>/dev/null |
+        jq -r 'select(.reason == "compiler-artifact" and .target.name == "callgrind_machine") | .executable' |
+        tail -n 1)
+    [ -x "$machine_bin" ] || { echo "could not build benches/callgrind_machine.rs" >&2; exit 1; }
+    file="$out/callgrind.out.machine"
+    line=$(valgrind --tool=callgrind --toggle-collect=redpoll_machine_measured \
+        --callgrind-out-file="$file" "$machine_bin" 1000 2>/dev/null)
+    requests=$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' <<<"$line")
+    ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$file")
+    [ -n "$ir" ] || ir=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$file")
+    per=$(awk -v ir="$ir" -v n="$requests" 'BEGIN { printf "%.1f", ir / n }')
+    echo
+    echo "| machine | unit | redpoll | redpoll target |"
+    echo "|---|---|---:|---|"
+    if awk -v v="$per" 'BEGIN { exit !(v <= 600) }'; then
+        echo "| pipelined GET, 16 in flight | request | $per | <= 600: met |"
+    else
+        echo "| pipelined GET, 16 in flight | request | $per | <= 600: **missed** |"
+        missed=1
+    fi
+fi
+
 # Annotation needs line tables: a second build of the same code with
 # `debug = "line-tables-only"` (same instructions, plus a line table) in its
 # own target directory, so the counted build above is not disturbed.

@@ -605,3 +605,24 @@ fn doubles_round_trip_exactly() {
         assert_eq!(back.to_bits(), v.to_bits(), "{v:?} encoded as {buf:?}");
     }
 }
+
+#[test]
+fn an_error_raised_while_the_fast_path_holds_bytes_is_still_sticky() {
+    // Found by the fuzzer: the element limit of a streamed array is checked
+    // after an element the fast path parsed, with more frames in its chunk.
+    let limits = Limits {
+        max_bulk_len: 64,
+        max_elements: 4,
+        max_depth: 8,
+        max_line_len: 64,
+    };
+    let mut decoder = Decoder::with_limits(limits);
+    let mut buf = BytesMut::from(&b"*?\r\n+\r\n+\r\n+\r\n+\r\n+\r\n+\r\n"[..]);
+    let err = decoder.decode(&mut buf).unwrap_err();
+    assert_eq!(
+        err.kind(),
+        DecodeErrorKind::TooManyElements { count: 5, max: 4 }
+    );
+    assert_eq!(decoder.decode(&mut buf), Err(err));
+    assert_eq!(decoder.decode(&mut buf), Err(err));
+}

@@ -316,7 +316,12 @@ impl Decoder {
         match self.run(buf) {
             Ok(frame) => Ok(frame),
             Err(err) => {
+                // Sticky: drop whatever the fast path still held, so that no
+                // later call can decode past the error.
                 self.error = Some(err);
+                self.offset += self.pos as u64;
+                self.pos = 0;
+                self.chunk = Bytes::new();
                 Err(err)
             }
         }
