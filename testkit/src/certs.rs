@@ -91,4 +91,32 @@ impl Pki {
         let key = PrivateKeyDer::from_pem_slice(self.server_key_pem.as_bytes()).expect("key");
         Arc::new(builder.with_single_cert(chain, key).expect("server config"))
     }
+
+    /// A rustls client configuration trusting the CA (and nothing else);
+    /// with `present_client_cert`, it presents the client certificate to
+    /// servers that ask for one (mutual TLS).
+    #[must_use]
+    pub fn client_config(&self, present_client_cert: bool) -> Arc<rustls::ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).expect("ca"))
+            .expect("root");
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots);
+        let config = if present_client_cert {
+            let chain = vec![
+                CertificateDer::from_pem_slice(self.client_cert_pem.as_bytes()).expect("cert"),
+            ];
+            let key = PrivateKeyDer::from_pem_slice(self.client_key_pem.as_bytes()).expect("key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client config")
+        } else {
+            builder.with_no_client_auth()
+        };
+        Arc::new(config)
+    }
 }

@@ -5,7 +5,10 @@
 //!   in-memory rustls server connection, built from the project's own codec.
 //! - [`world`]: a client driven on a virtual clock against scripted peers,
 //!   with the open/close accounting every test checks.
+//! - [`server`]: real `redis-server` processes on loopback (plain, TLS,
+//!   unix socket), killed when dropped.
 
 pub mod certs;
 pub mod peer;
+pub mod server;
 pub mod world;
