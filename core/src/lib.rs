@@ -87,6 +87,8 @@
 //!   pipelining.
 //! - [`client`]: the top machine adapters drive.
 //! - [`time`]: [`Instant`], [`Duration`] and the one [`Timer`] enum.
+//! - [`url`]: configuration from `redis://`, `rediss://` and `unix://` URLs
+//!   ([`url::parse`], [`UrlConfig`]), shared by both adapters.
 //!
 //! # Features
 //!
@@ -118,9 +120,11 @@ mod id;
 mod io;
 pub mod resp;
 pub mod time;
+pub mod url;
 
 pub use client::{Client, ClientConfig};
 pub use error::{Error, HandshakeError, HandshakeErrorKind, HandshakeStep, TlsError, TlsErrorKind};
 pub use id::{LeaseId, RequestId, SocketId};
 pub use io::{Address, CloseReason, Effect, Event, IoError};
 pub use time::{Duration, Instant, Timer};
+pub use url::{UrlConfig, UrlError};

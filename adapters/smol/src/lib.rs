@@ -568,6 +568,15 @@ impl Drop for Subscription {
 
 /// Builds a client from a URL and what URLs do not carry: certificates,
 /// pool sizes, deadlines.
+///
+/// ```no_run
+/// # fn demo(ca_pem: &[u8]) -> Result<(), redpoll_smol::Error> {
+/// let client = redpoll_smol::Builder::new("rediss://cache.internal:6380/2?client_name=worker")?
+///     .tls_root_pem(ca_pem)?
+///     .response_timeout(std::time::Duration::from_secs(2))
+///     .build()?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Builder {
     config: ClientConfig,
@@ -576,14 +585,23 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Starts from a URL.
+    /// Starts from a URL: `redis://[user:pass@]host[:port][/db][?options]`,
+    /// `rediss://...` for TLS, `unix:///path/to/socket`.
     ///
     /// # Errors
     ///
     /// When the URL is invalid.
     pub fn new(url: &str) -> Result<Self, Error> {
-        let _ = url;
-        Err(Error::Url("URL parsing lands with the url module".into()))
+        let url = redpoll_core::url::parse(url).map_err(|e| Error::Url(e.to_string()))?;
+        #[cfg(not(feature = "tls"))]
+        if url.tls {
+            return Err(Error::Url("rediss:// needs the tls feature".into()));
+        }
+        Ok(Self {
+            config: url.client_config(),
+            #[cfg(feature = "tls")]
+            tls: url.tls_builder(),
+        })
     }
 
     /// Starts from a configuration.
@@ -594,6 +612,70 @@ impl Builder {
             #[cfg(feature = "tls")]
             tls: None,
         }
+    }
+
+    /// Trusts the CA certificates in `pem` (and turns TLS on).
+    ///
+    /// # Errors
+    ///
+    /// When the PEM holds no usable certificate.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
+        let tls = self
+            .tls
+            .take()
+            .unwrap_or_else(redpoll_core::conn::TlsConfig::builder);
+        self.tls = Some(tls.add_root_pem(pem)?);
+        Ok(self)
+    }
+
+    /// Presents this certificate chain and key to the server (mutual TLS).
+    ///
+    /// # Errors
+    ///
+    /// When either PEM does not parse.
+    #[cfg(feature = "tls")]
+    pub fn tls_client_auth_pem(mut self, cert_chain: &[u8], key: &[u8]) -> Result<Self, Error> {
+        let tls = self
+            .tls
+            .take()
+            .unwrap_or_else(redpoll_core::conn::TlsConfig::builder);
+        self.tls = Some(tls.client_auth_pem(cert_chain, key)?);
+        Ok(self)
+    }
+
+    /// Accepts any server certificate. For tests only.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn dangerous_skip_verification(mut self) -> Self {
+        let tls = self
+            .tls
+            .take()
+            .unwrap_or_else(redpoll_core::conn::TlsConfig::builder);
+        self.tls = Some(tls.dangerous_skip_verification());
+        self
+    }
+
+    /// The deadline of each request (blocking commands get their block
+    /// time on top).
+    #[must_use]
+    pub const fn response_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.config.response_timeout = Some(timeout);
+        self
+    }
+
+    /// The one deadline of TCP connect + TLS + the server handshake.
+    #[must_use]
+    pub const fn handshake_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.config.conn.handshake_timeout = timeout;
+        self
+    }
+
+    /// Most dedicated connections (blocking commands, transactions).
+    #[must_use]
+    pub const fn max_dedicated(mut self, n: usize) -> Self {
+        self.config.max_dedicated = n;
+        self
     }
 
     /// The configuration to build the client with.
@@ -611,7 +693,7 @@ impl Builder {
         Ok(config)
     }
 
-    /// Builds the client.
+    /// Builds the client (its driver on a thread of its own).
     ///
     /// # Errors
     ///
