@@ -18,6 +18,8 @@ pub enum Error {
     Shutdown,
     /// Every dedicated connection (blocking commands, leases) is in use.
     PoolExhausted,
+    /// The connection cannot carry this command (pub/sub over RESP2).
+    Unsupported(&'static str),
 }
 
 impl Error {
@@ -39,6 +41,7 @@ impl fmt::Display for Error {
             Self::Connection(reason) => write!(f, "connection closed: {reason}"),
             Self::Shutdown => f.write_str("client shut down"),
             Self::PoolExhausted => f.write_str("every dedicated connection is in use"),
+            Self::Unsupported(what) => f.write_str(what),
         }
     }
 }

@@ -931,3 +931,51 @@ fn subscribe_is_answered_by_its_push_confirmation() {
     assert_eq!(pushes.len(), 1, "the message is a push event, not a reply");
     w.shutdown_and_check();
 }
+
+#[test]
+fn a_cancelled_subscribe_swallows_its_confirmation_not_the_next_reply() {
+    let mut w = world(config(), || {
+        Peer::plain().with_handler(|c| {
+            (c[0].as_ref() == b"SUBSCRIBE").then(|| {
+                Answer::Reply(Frame::Push(vec![
+                    bulk("subscribe"),
+                    Frame::Bulk(c[1].clone()),
+                    Frame::Integer(1),
+                ]))
+            })
+        })
+    });
+    w.send(&["PING"]);
+    w.deliver = false;
+    let sub = w.client.send(w.now, &cmd::subscribe(["news"]));
+    let ping = w.client.send(w.now, &cmd::ping());
+    w.run();
+    w.client.cancel(sub);
+    w.deliver = true;
+    w.run();
+    assert_eq!(w.response(sub), None);
+    assert_eq!(
+        w.reply(ping),
+        Frame::Simple("PONG".into()),
+        "PING got its own reply"
+    );
+    w.shutdown_and_check();
+}
+
+#[test]
+fn pub_sub_over_resp2_is_refused_not_desynchronised() {
+    let mut conn = config();
+    conn.protocol = Protocol::Resp2;
+    let mut w = world(conn, Peer::plain);
+    let sub = w.send(&["PING"]);
+    let _ = sub;
+    let refused = w.client.send(w.now, &cmd::subscribe(["news"]));
+    w.run();
+    assert!(matches!(
+        w.response(refused),
+        Some(Err(Error::Unsupported(_)))
+    ));
+    let ping = w.send(&["PING"]);
+    assert_eq!(w.reply(ping), Frame::Simple("PONG".into()));
+    w.shutdown_and_check();
+}

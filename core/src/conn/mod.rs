@@ -139,7 +139,11 @@ enum Slot {
         kind: ReplyKind,
     },
     /// A request nobody waits for any more; its reply is discarded.
-    Tombstone { timed_out: bool },
+    ///
+    /// It keeps the reply kind of its request: a cancelled `SUBSCRIBE` is
+    /// answered by a push confirmation, which it must swallow, not the next
+    /// reply.
+    Tombstone { timed_out: bool, kind: ReplyKind },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +155,9 @@ enum Step {
     /// is discarded and the step is sent again after `AUTH`.
     Superseded,
 }
+
+const PUBSUB_NEEDS_RESP3: &str =
+    "pub/sub needs RESP3 (the server answered HELLO 3 with an error, or RESP2 is configured)";
 
 /// A request waiting for the handshake to finish.
 #[derive(Debug)]
@@ -359,6 +366,13 @@ impl Conn {
             return;
         }
         let kind = cmd.reply_kind();
+        if self.phase == Phase::Ready && !self.supports(kind) {
+            out.events.push_back(Event::Response {
+                id,
+                result: Err(Error::Unsupported(PUBSUB_NEEDS_RESP3)),
+            });
+            return;
+        }
         if let Some(at) = deadline {
             self.arm_response(at);
         }
@@ -409,6 +423,13 @@ impl Conn {
         self.send(id, cmd, deadline, out);
     }
 
+    /// Whether the connection can carry a command answered that way: pub/sub
+    /// over RESP2 turns the connection into a subscriber-only one whose
+    /// messages are indistinguishable from replies, so it needs RESP3.
+    fn supports(&self, kind: ReplyKind) -> bool {
+        kind == ReplyKind::Reply || self.protocol == Protocol::Resp3
+    }
+
     fn arm_response(&mut self, at: Instant) {
         match self.timers.get(Timer::Response) {
             Some(current) if current <= at => {}
@@ -433,8 +454,13 @@ impl Conn {
             return true;
         }
         for slot in &mut self.slots {
-            if matches!(slot, Slot::Request { id: r, .. } if *r == id) {
-                *slot = Slot::Tombstone { timed_out: false };
+            if let Slot::Request { id: r, kind, .. } = *slot
+                && r == id
+            {
+                *slot = Slot::Tombstone {
+                    timed_out: false,
+                    kind,
+                };
                 return true;
             }
         }
@@ -480,7 +506,7 @@ impl Conn {
             if let Slot::Request {
                 id,
                 deadline: Some(at),
-                ..
+                kind,
             } = *slot
             {
                 if at <= now {
@@ -488,7 +514,10 @@ impl Conn {
                         id,
                         result: Err(Error::Timeout),
                     });
-                    *slot = Slot::Tombstone { timed_out: true };
+                    *slot = Slot::Tombstone {
+                        timed_out: true,
+                        kind,
+                    };
                     self.timed_out += 1;
                 } else {
                     next = Some(next.map_or(at, |n| n.min(at)));
@@ -631,6 +660,13 @@ impl Conn {
         self.phase = Phase::Ready;
         self.timers.clear(Timer::Handshake);
         while let Some(q) = self.queue.pop_front() {
+            if !self.supports(q.kind) {
+                out.events.push_back(Event::Response {
+                    id: q.id,
+                    result: Err(Error::Unsupported(PUBSUB_NEEDS_RESP3)),
+                });
+                continue;
+            }
             self.write_raw(&q.cmd);
             self.slots.push_back(Slot::Request {
                 id: q.id,
@@ -655,20 +691,16 @@ impl Conn {
     }
 
     fn dispatch(&mut self, frame: Frame, config: &ConnConfig, out: &mut Outputs) {
-        if let Frame::Push(items) = frame.without_attributes() {
-            // Subscription commands are answered by their first push
-            // confirmation; every other push goes to the application.
-            if let Some(Slot::Request { id, kind, .. }) = self.slots.front()
-                && confirms(*kind, items)
-            {
-                let id = *id;
-                self.slots.pop_front();
-                out.events.push_back(Event::Response {
-                    id,
-                    result: Ok(frame),
-                });
-                return;
-            }
+        let confirmation = match (frame.without_attributes(), self.slots.front()) {
+            (
+                Frame::Push(items),
+                Some(Slot::Request { kind, .. } | Slot::Tombstone { kind, .. }),
+            ) => confirms(*kind, items),
+            _ => false,
+        };
+        // Subscription commands are answered by their first push
+        // confirmation; every other push goes to the application.
+        if !confirmation && matches!(frame.without_attributes(), Frame::Push(_)) {
             out.events.push_back(Event::Push {
                 socket: self.socket,
                 frame,
@@ -680,7 +712,7 @@ impl Conn {
                 id,
                 result: Ok(frame),
             }),
-            Some(Slot::Tombstone { timed_out }) => {
+            Some(Slot::Tombstone { timed_out, .. }) => {
                 if timed_out {
                     self.timed_out -= 1;
                     if self.timed_out == 0 {
