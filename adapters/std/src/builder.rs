@@ -1,0 +1,198 @@
+//! [`Builder`]: a client from a URL and what URLs do not carry.
+
+#[cfg(feature = "tls")]
+use std::convert::Infallible;
+use std::time::Duration;
+
+#[cfg(feature = "tls")]
+use redpoll_core::conn::TlsConfigBuilder;
+
+use redpoll_core::ClientConfig;
+
+use crate::driver::Shared;
+use crate::{Client, Error};
+
+/// How long a write may make no progress before the connection is
+/// reported broken, unless [`Builder::write_timeout`] says otherwise.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Builds a [`Client`]: from a URL ([`Client::builder`]) or a configuration
+/// ([`Builder::from_config`]), plus certificates, pool sizes and deadlines.
+#[derive(Debug)]
+#[must_use]
+pub struct Builder {
+    config: ClientConfig,
+    write_timeout: Duration,
+    /// TLS asked for (`rediss://` or a TLS setting), and whether anything
+    /// makes the server certificate checkable (roots, or no checking).
+    #[cfg(feature = "tls")]
+    tls: Option<(TlsConfigBuilder, bool)>,
+}
+
+impl Builder {
+    /// Starts from a URL (`redis://`, `rediss://`, `unix://`, ...; see
+    /// [`redpoll_core::url`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Url`] for an invalid URL; [`Error::Tls`] for a `rediss://`
+    /// URL without the `tls` feature.
+    pub fn new(url: &str) -> Result<Self, Error> {
+        let url = redpoll_core::url::parse(url)?;
+        #[allow(unused_mut)]
+        let mut builder = Self::from_config(url.client_config());
+        #[cfg(feature = "tls")]
+        {
+            builder.tls = url.tls_builder().map(|tls| (tls, url.insecure));
+        }
+        #[cfg(not(feature = "tls"))]
+        if url.tls {
+            return Err(config_error("rediss:// needs the `tls` feature"));
+        }
+        Ok(builder)
+    }
+
+    /// Starts from a configuration (TLS, if any, set in it already or
+    /// added here).
+    pub const fn from_config(config: ClientConfig) -> Self {
+        Self {
+            config,
+            write_timeout: WRITE_TIMEOUT,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// The deadline of each request (blocking commands get their block
+    /// time on top); `None` for no deadline.
+    pub const fn response_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.response_timeout = timeout;
+        self
+    }
+
+    /// The one deadline for connect + TLS + the server handshake.
+    pub const fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.conn.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a write may make no progress before the connection counts
+    /// as broken. Default: 10 s.
+    pub const fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// The most dedicated connections (blocking commands, transactions)
+    /// open at once.
+    pub const fn max_dedicated(mut self, n: usize) -> Self {
+        self.config.max_dedicated = n;
+        self
+    }
+
+    /// How many idle dedicated connections are kept for reuse.
+    pub const fn max_idle_dedicated(mut self, n: usize) -> Self {
+        self.config.max_idle_dedicated = n;
+        self
+    }
+
+    /// Trusts the CA certificates in `pem`, and turns TLS on.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), redpoll_std::Error> {
+    /// let ca = std::fs::read("ca.pem").unwrap();
+    /// let client = redpoll_std::Client::builder("rediss://localhost:6380")?
+    ///     .tls_root_pem(&ca)?
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tls`] when `pem` holds no certificate or a broken one.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_pem(self, pem: &[u8]) -> Result<Self, Error> {
+        Ok(self.update_tls(true, |tls| tls.add_root_pem(pem))?)
+    }
+
+    /// Presents this certificate chain and key to the server (mutual TLS),
+    /// and turns TLS on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tls`] when either PEM does not parse.
+    #[cfg(feature = "tls")]
+    pub fn tls_client_auth_pem(self, cert_chain: &[u8], key: &[u8]) -> Result<Self, Error> {
+        Ok(self.update_tls(false, |tls| tls.client_auth_pem(cert_chain, key))?)
+    }
+
+    /// Verifies the server certificate against `name` (and sends it as
+    /// SNI) instead of the host; turns TLS on.
+    #[cfg(feature = "tls")]
+    pub fn tls_server_name(self, name: impl Into<String>) -> Self {
+        let Ok(builder) = self.update_tls(false, |tls| Ok::<_, Infallible>(tls.server_name(name)));
+        builder
+    }
+
+    /// Accepts any server certificate, and turns TLS on. **For tests
+    /// only**: it removes all protection against an active attacker.
+    #[cfg(feature = "tls")]
+    pub fn dangerous_skip_verification(self) -> Self {
+        let Ok(builder) = self.update_tls(true, |tls| {
+            Ok::<_, Infallible>(tls.dangerous_skip_verification())
+        });
+        builder
+    }
+
+    /// Applies `f` to the TLS builder (a new one if TLS was off);
+    /// `trusts`: whether this step makes the server certificate checkable.
+    #[cfg(feature = "tls")]
+    fn update_tls<E>(
+        mut self,
+        trusts: bool,
+        f: impl FnOnce(TlsConfigBuilder) -> Result<TlsConfigBuilder, E>,
+    ) -> Result<Self, E> {
+        let (tls, trusted) = self.tls.take().unwrap_or_default();
+        self.tls = Some((f(tls)?, trusted || trusts));
+        Ok(self)
+    }
+
+    /// Builds the client. It connects on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tls`] when TLS is on without a way to check the server
+    /// (no [root](Self::tls_root_pem): there are no default roots), or its
+    /// configuration is unusable.
+    pub fn build(self) -> Result<Client, Error> {
+        #[cfg(feature = "tls")]
+        let mut builder = self;
+        #[cfg(not(feature = "tls"))]
+        let builder = self;
+        #[cfg(feature = "tls")]
+        if let Some((tls, trusted)) = builder.tls.take() {
+            if !trusted {
+                return Err(config_error(
+                    "TLS needs the server's CA: Builder::tls_root_pem (there are no default roots)",
+                ));
+            }
+            builder.config.conn.tls = Some(tls.build()?);
+        }
+        Ok(builder.client())
+    }
+
+    /// The client, TLS settled already.
+    pub(crate) fn client(self) -> Client {
+        let core = redpoll_core::Client::new(self.config);
+        Client {
+            shared: Shared::new(core, self.write_timeout),
+        }
+    }
+}
+
+fn config_error(message: &str) -> Error {
+    Error::Tls(redpoll_core::TlsError {
+        kind: redpoll_core::TlsErrorKind::Config,
+        message: message.into(),
+    })
+}

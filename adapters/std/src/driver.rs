@@ -1,0 +1,601 @@
+//! The driver: the core behind one mutex, and the threads that move bytes.
+//!
+//! # What this module does (and does not decide)
+//!
+//! It carries out the core's effects and reports what the sockets did;
+//! every decision (which connection, retry, close) is the core's.
+//!
+//! - **Whoever changes the core drains it**, still holding the lock
+//!   ([`Shared::settle`]): every effect is carried out (connect, write,
+//!   close), every reply is put where its caller finds it, every push is
+//!   queued for the subscriptions that want it, and the waiters are woken.
+//! - **One reader thread per socket**: a blocking `read` whose timeout is
+//!   the core's next deadline (at most [`MAX_READ_WAIT`]); it reports data,
+//!   EOF, errors and passed deadlines.
+//! - **One short-lived thread per connect**: it resolves, connects within
+//!   the handshake timeout, then reports.
+//! - **Writes happen under the lock**, bounded by the write timeout: a
+//!   server that stops reading holds the client up for that long at most,
+//!   then the core hears of a timed-out write and closes the connection.
+//! - **Waiters** ([`Shared::wait`]) sleep on the condition variable until
+//!   what they wait for is there, and act on a passed deadline themselves:
+//!   a deadline can pass while no socket exists to time a read by (a
+//!   connect still under way).
+//!
+//! # Invariants
+//!
+//! - A socket the core closed is never reported on again: the reader and
+//!   connect threads check that the core still knows it, under the lock,
+//!   before every report.
+//! - Every socket the core opens is shut down on its `Close`, which is
+//!   what wakes its reader; the file descriptors go when both the writer
+//!   half (in the socket table) and the reader's half are dropped.
+//! - The threads hold the client weakly: a blocked read does not keep a
+//!   dropped client alive.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant as StdInstant};
+
+use bytes::Bytes;
+use redpoll_core::cmd::{PushMessage, SubscriptionKind};
+use redpoll_core::command::Command;
+use redpoll_core::resp::Frame;
+use redpoll_core::{
+    Address, CloseReason, Effect, Error as CoreError, Event, Instant, IoError, LeaseId, RequestId,
+    SocketId,
+};
+
+/// The longest a reader blocks in `read` before it looks at the core's
+/// deadlines again (a deadline armed while it was blocked).
+const MAX_READ_WAIT: Duration = Duration::from_secs(1);
+/// The shortest read timeout (zero means "none" to the operating system).
+const MIN_READ_WAIT: Duration = Duration::from_millis(1);
+/// The read buffer of each socket.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// What the client handles share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// Notified after every change of the core.
+    changed: Condvar,
+}
+
+/// The core and what the adapter keeps beside it.
+pub(crate) struct State {
+    pub(crate) core: redpoll_core::Client,
+    /// For the threads the driver starts.
+    me: Weak<Shared>,
+    /// The origin of the core's clock.
+    origin: StdInstant,
+    sockets: HashMap<SocketId, Socket>,
+    /// Requests sent and not answered yet that someone will wait for.
+    waiting: HashSet<RequestId>,
+    /// Answers of waited-for requests, until their waiter takes them.
+    done: HashMap<RequestId, Result<Frame, CoreError>>,
+    pub(crate) subscribers: Vec<Subscriber>,
+    next_subscriber: u64,
+    threads: Vec<JoinHandle<()>>,
+    write_timeout: Duration,
+    pub(crate) shut_down: bool,
+}
+
+/// A subscription's queue of messages.
+pub(crate) struct Subscriber {
+    pub(crate) id: u64,
+    pub(crate) kind: SubscriptionKind,
+    pub(crate) names: Vec<Bytes>,
+    pub(crate) queue: VecDeque<PushMessage>,
+}
+
+enum Socket {
+    /// A connect thread is under way.
+    Connecting,
+    /// Connected; this is the writer half, the reader thread has a clone.
+    Open(Stream),
+}
+
+impl Shared {
+    pub(crate) fn new(core: redpoll_core::Client, write_timeout: Duration) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            state: Mutex::new(State {
+                core,
+                me: me.clone(),
+                origin: StdInstant::now(),
+                sockets: HashMap::new(),
+                waiting: HashSet::new(),
+                done: HashMap::new(),
+                subscribers: Vec::new(),
+                next_subscriber: 0,
+                threads: Vec::new(),
+                write_timeout,
+                shut_down: false,
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // No user code runs under the lock. Should the driver or the core
+        // panic under it, the callers carry on with the state as it is
+        // rather than all panicking in turn.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// After any change of the core: carries out its effects, hands out
+    /// its events, wakes the waiters.
+    pub(crate) fn settle(&self, state: &mut State) {
+        state.drain();
+        self.changed.notify_all();
+    }
+
+    /// Sends commands back to back (they leave in one write) and waits for
+    /// every reply, in order.
+    pub(crate) fn request_all<'c, C: Command + 'c>(
+        &self,
+        lease: Option<LeaseId>,
+        cmds: impl IntoIterator<Item = &'c C>,
+    ) -> Vec<Result<Frame, CoreError>> {
+        let mut state = self.lock();
+        let ids: Vec<RequestId> = cmds
+            .into_iter()
+            .map(|cmd| state.send(lease, cmd, true))
+            .collect();
+        self.settle(&mut state);
+        let mut results = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (next, result) = self.wait(state, None, |s| s.done.remove(&id));
+            state = next;
+            // Without a time limit, `wait` only returns with a result.
+            results.push(result.unwrap_or(Err(CoreError::Shutdown)));
+        }
+        results
+    }
+
+    /// Sends one command and waits for its reply.
+    pub(crate) fn request<C: Command>(
+        &self,
+        lease: Option<LeaseId>,
+        cmd: &C,
+    ) -> Result<Frame, CoreError> {
+        self.request_all(lease, [cmd])
+            .pop()
+            .unwrap_or(Err(CoreError::Shutdown))
+    }
+
+    /// Waits until `ready` has something, or until `until` passes (then
+    /// `None`). Acts on the core's deadlines meanwhile.
+    pub(crate) fn wait<'a, R>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        until: Option<StdInstant>,
+        mut ready: impl FnMut(&mut State) -> Option<R>,
+    ) -> (MutexGuard<'a, State>, Option<R>) {
+        loop {
+            if let Some(r) = ready(&mut state) {
+                return (state, Some(r));
+            }
+            let now = state.now();
+            let deadline = state.core.poll_timeout();
+            if deadline.is_some_and(|at| at <= now) {
+                state.core.handle_timeout(now);
+                self.settle(&mut state);
+                continue;
+            }
+            let mut wait = deadline.map(|at| at.saturating_duration_since(now));
+            if let Some(until) = until {
+                let left = until.saturating_duration_since(StdInstant::now());
+                if left.is_zero() {
+                    return (state, None);
+                }
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+            }
+            state = match wait {
+                Some(wait) => {
+                    self.changed
+                        .wait_timeout(state, wait)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+        }
+    }
+
+    /// Shuts the core down, closes every socket and waits for the threads
+    /// of the driver to end (a connect under way: up to its timeout).
+    pub(crate) fn shutdown(&self) {
+        let threads = {
+            let mut state = self.lock();
+            state.shutdown();
+            self.changed.notify_all();
+            std::mem::take(&mut state.threads)
+        };
+        join(threads);
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        state.shutdown();
+        join(std::mem::take(&mut state.threads));
+    }
+}
+
+/// Waits for the threads to end, but the current one: shutdown may run on
+/// a driver thread (which held the last handle for a moment).
+fn join(threads: Vec<JoinHandle<()>>) {
+    let me = thread::current().id();
+    for handle in threads {
+        if handle.thread().id() != me {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl State {
+    /// The core's clock: nanoseconds since the client was made.
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// Sends a command, on the lease if one is given. With `wait`, the
+    /// reply is kept for a waiter; without, it is dropped when it comes.
+    ///
+    /// Never [`redpoll_core::Client::cancel`] instead: a cancelled
+    /// subscription command would leave a slot behind that its push
+    /// confirmation never fills.
+    pub(crate) fn send<C: Command + ?Sized>(
+        &mut self,
+        lease: Option<LeaseId>,
+        cmd: &C,
+        wait: bool,
+    ) -> RequestId {
+        let now = self.now();
+        let id = match lease {
+            Some(lease) => self.core.send_leased(now, lease, cmd),
+            None => self.core.send(now, cmd),
+        };
+        if wait {
+            self.waiting.insert(id);
+        }
+        id
+    }
+
+    /// Every request fails, every socket gets its `Close` (TLS
+    /// connections their close_notify first), which ends its reader.
+    fn shutdown(&mut self) {
+        let now = self.now();
+        self.shut_down = true;
+        self.core.shutdown(now);
+        self.drain();
+    }
+
+    /// Registers a subscription queue.
+    pub(crate) fn subscribe(&mut self, kind: SubscriptionKind, names: Vec<Bytes>) -> u64 {
+        let id = self.next_subscriber;
+        self.next_subscriber += 1;
+        self.subscribers.push(Subscriber {
+            id,
+            kind,
+            names,
+            queue: VecDeque::new(),
+        });
+        id
+    }
+
+    /// Carries out every effect, then hands out every event.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn drain(&mut self) {
+        while let Some(effect) = self.core.poll_effect() {
+            match effect {
+                Effect::Connect { socket, address } => self.connect(socket, address),
+                Effect::Send { socket, data } => self.write(socket, &data),
+                Effect::Close { socket, reason } => self.close(socket, &reason),
+                // The core has no pool health checks yet; it never asks.
+                Effect::Probe { .. } => {}
+            }
+        }
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                Event::Response { id, result } => {
+                    if self.waiting.remove(&id) {
+                        self.done.insert(id, result);
+                    }
+                }
+                Event::Push { frame, .. } => self.route(PushMessage::parse(frame)),
+                Event::Connected { socket, protocol } => {
+                    trace!(%socket, ?protocol, "connected");
+                }
+                Event::Disconnected { socket, reason } => {
+                    trace!(%socket, %reason, "disconnected");
+                }
+            }
+        }
+    }
+
+    /// Queues a message for every subscription of its channel or pattern.
+    /// Confirmations and other pushes have no subscriber.
+    fn route(&mut self, message: PushMessage) {
+        let (kind, name) = match &message {
+            PushMessage::Message { channel, .. } => (SubscriptionKind::Channel, channel),
+            PushMessage::PMessage { pattern, .. } => (SubscriptionKind::Pattern, pattern),
+            PushMessage::SMessage { channel, .. } => (SubscriptionKind::Shard, channel),
+            _ => return,
+        };
+        for s in &mut self.subscribers {
+            if s.kind == kind && s.names.contains(name) {
+                s.queue.push_back(message.clone());
+            }
+        }
+    }
+
+    fn connect(&mut self, socket: SocketId, address: Address) {
+        trace!(%socket, %address, "connecting");
+        self.sockets.insert(socket, Socket::Connecting);
+        let me = self.me.clone();
+        // The core enforces the handshake deadline; this only bounds the
+        // thread.
+        let timeout = self.core.config().conn.handshake_timeout;
+        let write_timeout = self.write_timeout;
+        let spawned = thread::Builder::new()
+            .name("redpoll-connect".into())
+            .spawn(move || connect_thread(&me, socket, &address, timeout, write_timeout));
+        match spawned {
+            Ok(handle) => self.track(handle),
+            Err(e) => {
+                let now = self.now();
+                self.core.handle_connect_failed(now, socket, io_error(&e));
+            }
+        }
+    }
+
+    fn write(&mut self, socket: SocketId, data: &[u8]) {
+        let Some(Socket::Open(stream)) = self.sockets.get_mut(&socket) else {
+            return;
+        };
+        if let Err(e) = stream.write_all(data) {
+            let now = self.now();
+            self.core.handle_io_error(now, socket, io_error(&e));
+        }
+    }
+
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn close(&mut self, socket: SocketId, reason: &CloseReason) {
+        trace!(%socket, %reason, "closing");
+        // A socket still connecting is dropped by its connect thread.
+        if let Some(Socket::Open(stream)) = self.sockets.remove(&socket) {
+            // Wakes the reader, which then sees the socket is gone.
+            let _ = stream.shutdown();
+        }
+    }
+
+    fn track(&mut self, handle: JoinHandle<()>) {
+        self.threads.retain(|t| !t.is_finished());
+        self.threads.push(handle);
+    }
+
+    /// Acts on a passed deadline; the read timeout until the next one.
+    fn read_timeout(&mut self) -> Duration {
+        let now = self.now();
+        if self.core.poll_timeout().is_some_and(|at| at <= now) {
+            self.core.handle_timeout(now);
+        }
+        self.core
+            .poll_timeout()
+            .map_or(MAX_READ_WAIT, |at| at.saturating_duration_since(now))
+            .clamp(MIN_READ_WAIT, MAX_READ_WAIT)
+    }
+}
+
+fn connect_thread(
+    me: &Weak<Shared>,
+    socket: SocketId,
+    address: &Address,
+    timeout: Duration,
+    write_timeout: Duration,
+) {
+    let opened = open(address, timeout).and_then(|stream| {
+        stream.set_write_timeout(write_timeout)?;
+        let reader = stream.try_clone()?;
+        Ok((stream, reader))
+    });
+    let Some(shared) = me.upgrade() else {
+        return;
+    };
+    let mut state = shared.lock();
+    if !matches!(state.sockets.get(&socket), Some(Socket::Connecting)) {
+        // The core gave up on it (handshake deadline, shutdown): the
+        // stream closes here, unreported.
+        return;
+    }
+    let now = state.now();
+    match opened {
+        Ok((stream, reader)) => {
+            state.sockets.insert(socket, Socket::Open(stream));
+            let me = me.clone();
+            let spawned = thread::Builder::new()
+                .name("redpoll-read".into())
+                .spawn(move || reader_thread(&me, socket, reader));
+            match spawned {
+                Ok(handle) => {
+                    state.track(handle);
+                    state.core.handle_connected(now, socket);
+                }
+                Err(e) => state.core.handle_io_error(now, socket, io_error(&e)),
+            }
+        }
+        Err(e) => state.core.handle_connect_failed(now, socket, io_error(&e)),
+    }
+    shared.settle(&mut state);
+}
+
+fn reader_thread(me: &Weak<Shared>, socket: SocketId, mut stream: Stream) {
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut read: Option<io::Result<usize>> = None;
+    let mut armed = Duration::ZERO;
+    loop {
+        let Some(shared) = me.upgrade() else {
+            return;
+        };
+        let mut state = shared.lock();
+        if !state.sockets.contains_key(&socket) {
+            return;
+        }
+        let now = state.now();
+        let ended = match read.take() {
+            None => false,
+            Some(Ok(0)) => {
+                state.core.handle_eof(now, socket);
+                true
+            }
+            Some(Ok(n)) => {
+                state.core.handle_data(now, socket, &buf[..n]);
+                false
+            }
+            Some(Err(e)) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => false,
+            Some(Err(e)) => {
+                state.core.handle_io_error(now, socket, io_error(&e));
+                true
+            }
+        };
+        let timeout = state.read_timeout();
+        shared.settle(&mut state);
+        if ended || !state.sockets.contains_key(&socket) {
+            return;
+        }
+        drop(state);
+        drop(shared);
+        if timeout != armed {
+            if let Err(e) = stream.set_read_timeout(timeout) {
+                read = Some(Err(e));
+                continue;
+            }
+            armed = timeout;
+        }
+        read = Some(stream.read(&mut buf));
+    }
+}
+
+/// Resolves and connects, within `timeout` for all the addresses a name
+/// resolves to.
+fn open(address: &Address, timeout: Duration) -> io::Result<Stream> {
+    match address {
+        Address::Tcp { host, port } => {
+            let until = StdInstant::now() + timeout;
+            let addrs = (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|e| io::Error::new(ErrorKind::NotFound, e))?;
+            let mut last = io::Error::new(ErrorKind::NotFound, "no address");
+            for addr in addrs {
+                let left = until.saturating_duration_since(StdInstant::now());
+                if left.is_zero() {
+                    return Err(ErrorKind::TimedOut.into());
+                }
+                match TcpStream::connect_timeout(&addr, left) {
+                    Ok(stream) => {
+                        stream.set_nodelay(true)?;
+                        return Ok(Stream::Tcp(stream));
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        }
+        #[cfg(unix)]
+        Address::Unix(path) => std::os::unix::net::UnixStream::connect(path).map(Stream::Unix),
+        #[cfg(not(unix))]
+        Address::Unix(_) => Err(ErrorKind::Unsupported.into()),
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+fn io_error(e: &io::Error) -> IoError {
+    match e.kind() {
+        ErrorKind::ConnectionRefused => IoError::Refused,
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+            IoError::Reset
+        }
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => IoError::TimedOut,
+        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable | ErrorKind::NetworkDown => {
+            IoError::Unreachable
+        }
+        ErrorKind::NotFound => IoError::NotFound,
+        _ => IoError::Other,
+    }
+}
+
+/// A TCP or Unix stream.
+enum Stream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Stream {
+    fn try_clone(&self) -> io::Result<Self> {
+        match self {
+            Self::Tcp(s) => s.try_clone().map(Self::Tcp),
+            #[cfg(unix)]
+            Self::Unix(s) => s.try_clone().map(Self::Unix),
+        }
+    }
+
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_read_timeout(Some(timeout)),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_read_timeout(Some(timeout)),
+        }
+    }
+
+    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_write_timeout(Some(timeout)),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_write_timeout(Some(timeout)),
+        }
+    }
+
+    fn shutdown(&self) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.shutdown(Shutdown::Both),
+            #[cfg(unix)]
+            Self::Unix(s) => s.shutdown(Shutdown::Both),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
+            Self::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => s.write(buf),
+            #[cfg(unix)]
+            Self::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
