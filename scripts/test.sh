@@ -137,6 +137,10 @@ tests_passed=$(
         grep -oE '[0-9]+ passed' | awk '{ sum += $1 } END { print sum + 0 }'
 )
 rm -f "$tests_log"
+# The README's demo, so that its command is known to work (debug build:
+# nextest built the example already).
+echo "--- the demo (examples/demo.rs)"
+cargo run -q --example demo
 step_done
 
 # ---------------------------------------------------------------------------
