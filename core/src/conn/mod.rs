@@ -691,21 +691,24 @@ impl Conn {
     }
 
     fn dispatch(&mut self, frame: Frame, config: &ConnConfig, out: &mut Outputs) {
-        let confirmation = match (frame.without_attributes(), self.slots.front()) {
-            (
-                Frame::Push(items),
-                Some(Slot::Request { kind, .. } | Slot::Tombstone { kind, .. }),
-            ) => confirms(*kind, items),
-            _ => false,
-        };
         // Subscription commands are answered by their first push
         // confirmation; every other push goes to the application.
-        if !confirmation && matches!(frame.without_attributes(), Frame::Push(_)) {
-            out.events.push_back(Event::Push {
-                socket: self.socket,
-                frame,
-            });
-            return;
+        if matches!(frame, Frame::Push(_) | Frame::Attributed(_))
+            && let Frame::Push(items) = frame.without_attributes()
+        {
+            let confirmation = match self.slots.front() {
+                Some(Slot::Request { kind, .. } | Slot::Tombstone { kind, .. }) => {
+                    confirms(*kind, items)
+                }
+                _ => false,
+            };
+            if !confirmation {
+                out.events.push_back(Event::Push {
+                    socket: self.socket,
+                    frame,
+                });
+                return;
+            }
         }
         match self.slots.pop_front() {
             Some(Slot::Request { id, .. }) => out.events.push_back(Event::Response {
