@@ -42,7 +42,9 @@ async fn tour_async(url: &str) -> Result<()> {
     let client = redpoll::smol::Client::open(url)?;
 
     // Typed commands know their reply type; `returning` picks another.
-    client.run(cmd::set("demo:greeting", "hello from redpoll")).await?;
+    client
+        .run(cmd::set("demo:greeting", "hello from redpoll"))
+        .await?;
     let greeting: Option<String> = client.run(cmd::get("demo:greeting").returning()).await?;
     println!("GET demo:greeting      -> {greeting:?}");
     let visits = client.run(cmd::incr("demo:visits")).await?;
@@ -75,7 +77,10 @@ async fn tour_async(url: &str) -> Result<()> {
     for task in tasks {
         task.await?;
     }
-    println!("50 tasks x 200 SETs over one connection in {:?}", start.elapsed());
+    println!(
+        "50 tasks x 200 SETs over one connection in {:?}",
+        start.elapsed()
+    );
 
     // A transaction with WATCH, on a connection of its own.
     client.run(cmd::set("demo:balance", 100)).await?;
@@ -83,7 +88,11 @@ async fn tour_async(url: &str) -> Result<()> {
     tx.run(cmd::watch(["demo:balance"])).await?;
     let balance: i64 = tx.run(cmd::get("demo:balance").returning()).await?;
     let (new_balance,): (i64,) = tx
-        .pipeline(Pipeline::new().add(cmd::decrby("demo:balance", 30)).atomic())
+        .pipeline(
+            Pipeline::new()
+                .add(cmd::decrby("demo:balance", 30))
+                .atomic(),
+        )
         .await?;
     drop(tx);
     println!("WATCH/MULTI/EXEC       -> balance {balance} -> {new_balance}");
@@ -96,7 +105,9 @@ async fn tour_async(url: &str) -> Result<()> {
         let _ = pusher.run(cmd::rpush("demo:jobs", ["job-42"])).await;
     })
     .detach();
-    let job = client.run(cmd::blpop(["demo:jobs"], 2.0).returning::<Option<(String, String)>>()).await?;
+    let job = client
+        .run(cmd::blpop(["demo:jobs"], 2.0).returning::<Option<(String, String)>>())
+        .await?;
     println!("BLPOP demo:jobs 2      -> {job:?} (pushed 200 ms later)");
 
     // Pub/sub over RESP3 push frames.
@@ -106,14 +117,20 @@ async fn tour_async(url: &str) -> Result<()> {
     }
     for _ in 0..2 {
         if let Some(PushMessage::Message { channel, payload }) = subscription.next().await {
-            println!("message on {}: {}", String::from_utf8_lossy(&channel), String::from_utf8_lossy(&payload));
+            println!(
+                "message on {}: {}",
+                String::from_utf8_lossy(&channel),
+                String::from_utf8_lossy(&payload)
+            );
         }
     }
     drop(subscription);
 
     // SCAN as a stream.
     let keys: Vec<String> = client
-        .scan(cmd::scan_with(0, cmd::ScanOptions::new().match_("demo:task:*").count(100)).returning())
+        .scan(
+            cmd::scan_with(0, cmd::ScanOptions::new().match_("demo:task:*").count(100)).returning(),
+        )
         .try_collect()
         .await?;
     println!("SCAN demo:task:*       -> {} keys", keys.len());
@@ -125,7 +142,10 @@ async fn tour_async(url: &str) -> Result<()> {
 
     // Server errors are typed.
     match client.run(cmd::incr("demo:greeting")).await {
-        Err(redpoll::smol::Error::Server(e)) => println!("INCR on a string       -> server error {}: {}", e.code, e.message),
+        Err(redpoll::smol::Error::Server(e)) => println!(
+            "INCR on a string       -> server error {}: {}",
+            e.code, e.message
+        ),
         other => println!("INCR on a string       -> {other:?}"),
     }
     Ok(())
@@ -140,13 +160,19 @@ fn tour_blocking(url: &str) -> Result<()> {
             let client = client.clone();
             s.spawn(move || {
                 for i in 0..500 {
-                    client.run(cmd::set(format!("demo:thread:{t}"), i)).expect("SET");
+                    client
+                        .run(cmd::set(format!("demo:thread:{t}"), i))
+                        .expect("SET");
                 }
             });
         }
     });
-    let last: Vec<Option<i64>> = client.run(cmd::mget((0..4).map(|t| format!("demo:thread:{t}"))).returning())?;
-    println!("4 threads x 500 SETs in {:?}; MGET -> {last:?}", start.elapsed());
+    let last: Vec<Option<i64>> =
+        client.run(cmd::mget((0..4).map(|t| format!("demo:thread:{t}"))).returning())?;
+    println!(
+        "4 threads x 500 SETs in {:?}; MGET -> {last:?}",
+        start.elapsed()
+    );
     Ok(())
 }
 
@@ -155,9 +181,13 @@ fn tour_tls() -> Result<()> {
     let pki = Pki::generate();
     let server = RedisServer::start(ServerOptions::new().tls(pki.clone()))?;
     let url = server.url();
-    let client = redpoll::smol::Builder::new(&url)?.tls_root_pem(pki.ca_pem.as_bytes())?.build()?;
+    let client = redpoll::smol::Builder::new(&url)?
+        .tls_root_pem(pki.ca_pem.as_bytes())?
+        .build()?;
     smol::block_on(async {
-        client.run(cmd::set("demo:tls", "encrypted in the core")).await?;
+        client
+            .run(cmd::set("demo:tls", "encrypted in the core"))
+            .await?;
         let value: Option<String> = client.run(cmd::get("demo:tls").returning()).await?;
         println!("{url}: GET demo:tls -> {value:?}");
         Ok::<_, redpoll::smol::Error>(())
