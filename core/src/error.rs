@@ -2,6 +2,9 @@
 //! of TLS.
 
 use alloc::string::String;
+
+use crate::cmd::{ConversionError, ReplyError, ServerError};
+use crate::url::UrlError;
 use core::fmt;
 
 use crate::io::CloseReason;
@@ -167,3 +170,100 @@ impl fmt::Display for TlsError {
 }
 
 impl core::error::Error for TlsError {}
+
+/// The error of a command run through a client of either adapter: the one
+/// error type of the command API.
+///
+/// Why a command (or building a client) has no usable result.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandError {
+    /// No reply: the connection failed or closed, a deadline passed, the
+    /// client was shut down, every dedicated connection is in use.
+    Connection(Error),
+    /// The server answered with an error.
+    Server(ServerError),
+    /// The reply does not convert to the requested type.
+    Conversion(ConversionError),
+    /// A transaction was not executed: a `WATCH`ed key changed.
+    Aborted,
+    /// The URL is invalid.
+    Url(UrlError),
+    /// The TLS configuration is unusable.
+    Tls(TlsError),
+}
+
+impl CommandError {
+    /// Whether a deadline passed: the request's own, or its connection's
+    /// handshake deadline.
+    #[must_use]
+    pub const fn is_timeout(&self) -> bool {
+        matches!(self, Self::Connection(e) if e.is_timeout())
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connection(e) => write!(f, "{e}"),
+            Self::Server(e) => write!(f, "server error: {e}"),
+            Self::Conversion(e) => write!(f, "unexpected reply: {e}"),
+            Self::Aborted => f.write_str("transaction aborted: a watched key changed"),
+            Self::Url(e) => write!(f, "invalid URL: {e}"),
+            Self::Tls(e) => write!(f, "TLS configuration: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for CommandError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Connection(e) => Some(e),
+            Self::Server(e) => Some(e),
+            Self::Conversion(e) => Some(e),
+            Self::Aborted => None,
+            Self::Url(e) => Some(e),
+            Self::Tls(e) => Some(e),
+        }
+    }
+}
+
+impl From<Error> for CommandError {
+    fn from(e: Error) -> Self {
+        Self::Connection(e)
+    }
+}
+
+impl From<ReplyError> for CommandError {
+    fn from(e: ReplyError) -> Self {
+        match e {
+            ReplyError::Server(e) => Self::Server(e),
+            ReplyError::Conversion(e) => Self::Conversion(e),
+            ReplyError::Aborted => Self::Aborted,
+        }
+    }
+}
+
+impl From<ServerError> for CommandError {
+    fn from(e: ServerError) -> Self {
+        Self::Server(e)
+    }
+}
+
+impl From<ConversionError> for CommandError {
+    fn from(e: ConversionError) -> Self {
+        Self::Conversion(e)
+    }
+}
+
+impl From<UrlError> for CommandError {
+    fn from(e: UrlError) -> Self {
+        Self::Url(e)
+    }
+}
+
+impl From<TlsError> for CommandError {
+    fn from(e: TlsError) -> Self {
+        Self::Tls(e)
+    }
+}

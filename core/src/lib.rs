@@ -123,7 +123,9 @@ pub mod time;
 pub mod url;
 
 pub use client::{Client, ClientConfig};
-pub use error::{Error, HandshakeError, HandshakeErrorKind, HandshakeStep, TlsError, TlsErrorKind};
+pub use error::{
+    CommandError, Error, HandshakeError, HandshakeErrorKind, HandshakeStep, TlsError, TlsErrorKind,
+};
 pub use id::{LeaseId, RequestId, SocketId};
 pub use io::{Address, CloseReason, Effect, Event, IoError};
 pub use time::{Duration, Instant, Timer};

@@ -592,10 +592,13 @@ impl Builder {
     ///
     /// When the URL is invalid.
     pub fn new(url: &str) -> Result<Self, Error> {
-        let url = redpoll_core::url::parse(url).map_err(|e| Error::Url(e.to_string()))?;
+        let url = redpoll_core::url::parse(url)?;
         #[cfg(not(feature = "tls"))]
         if url.tls {
-            return Err(Error::Url("rediss:// needs the tls feature".into()));
+            return Err(Error::Tls(redpoll_core::TlsError {
+                kind: redpoll_core::TlsErrorKind::Config,
+                message: "rediss:// needs the tls feature of redpoll-smol".into(),
+            }));
         }
         Ok(Self {
             config: url.client_config(),
