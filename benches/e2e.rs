@@ -1,0 +1,604 @@
+//! End-to-end benchmarks against a real `redis-server` on loopback, started
+//! by the testkit: redpoll-smol, redpoll-std and the `redis` crate (its
+//! sync connection and its multiplexed async connection on tokio) in one
+//! criterion run.
+//!
+//! Groups:
+//!
+//! - `e2e/get_set_depth_{1,16,64}`: one caller, one connection; each
+//!   iteration sends `depth` commands together (a pipeline), half `SET`,
+//!   half `GET`, on four keys, and waits for every reply. Depth 1 is a single
+//!   command per iteration through the one-command API (`run` / `query`),
+//!   `SET` and `GET` in turn. Throughput: commands per second.
+//! - `e2e/concurrent_50`: 50 tasks (threads for redpoll-std) share one
+//!   client and each issues single `GET`s, one at a time, 20 per iteration:
+//!   1,000 commands per iteration.
+//!
+//! Run with `cargo bench --bench e2e`; see the "End to end" section of
+//! BENCHMARKS.md for the setup and the latest figures. Without a
+//! `redis-server` it prints "skipped: no redis-server (...)" and exits 0.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+use redpoll_core::cmd::{self, Pipeline};
+use redpoll_core::resp::Frame;
+use redpoll_testkit::server::{RedisServer, ServerOptions};
+
+/// The keys the pipelines write and read.
+const KEYS: [&str; 4] = ["e2e:k0", "e2e:k1", "e2e:k2", "e2e:k3"];
+/// The key every task of `concurrent_50` reads.
+const CONCURRENT_KEY: &str = "e2e:c";
+/// Pipeline depths (depth 1: one command per round trip).
+const DEPTHS: [usize; 3] = [1, 16, 64];
+/// Tasks (threads) of `concurrent_50`, and `GET`s per task per iteration.
+const TASKS: usize = 50;
+const GETS_PER_TASK: u64 = 20;
+
+/// The 64-byte value stored under `key`.
+fn value_of(key: &str) -> Vec<u8> {
+    let mut v = format!("{key}:").into_bytes();
+    v.resize(64, b'v');
+    v
+}
+
+// ---------------------------------------------------------------------------
+// The clients.
+
+/// A smol executor on `threads` threads, until dropped.
+struct SmolPool {
+    ex: Arc<smol::Executor<'static>>,
+    stop: Option<smol::channel::Sender<()>>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl SmolPool {
+    fn new(threads: usize) -> Self {
+        let ex = Arc::new(smol::Executor::new());
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
+        let threads = (0..threads)
+            .map(|i| {
+                let ex = ex.clone();
+                let stopped = stopped.clone();
+                thread::Builder::new()
+                    .name(format!("smol-{i}"))
+                    .spawn(move || {
+                        let _ = smol::block_on(ex.run(stopped.recv()));
+                    })
+                    .expect("start an executor thread")
+            })
+            .collect();
+        Self {
+            ex,
+            stop: Some(stop),
+            threads,
+        }
+    }
+}
+
+impl Drop for SmolPool {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Every client measured, connected to one server.
+struct Clients {
+    /// `redpoll_smol::Client::new`: the driver on a thread of its own.
+    smol: redpoll_smol::Client,
+    /// `redpoll_smol::Client::with_driver`, the driver spawned on `pool`.
+    smol_spawned: redpoll_smol::Client,
+    std: redpoll_std::Client,
+    redis_sync: redis::Connection,
+    redis_async: redis::aio::MultiplexedConnection,
+    /// The executor of redpoll-smol's tasks (and of `smol_spawned`'s driver).
+    pool: SmolPool,
+    /// The runtime of the redis crate's tasks and connection driver.
+    tokio: tokio::runtime::Runtime,
+}
+
+impl Clients {
+    fn connect(url: &str, threads: usize) -> Self {
+        let config = || {
+            redpoll_smol::Builder::new(url)
+                .and_then(redpoll_smol::Builder::config)
+                .expect("redpoll config")
+        };
+        let pool = SmolPool::new(threads);
+        let smol = redpoll_smol::Client::new(config());
+        let (smol_spawned, driver) = redpoll_smol::Client::with_driver(config());
+        pool.ex.spawn(driver).detach();
+        let std = redpoll_std::Client::open(url).expect("redpoll-std client");
+
+        let redis_client = redis::Client::open(url).expect("redis client");
+        let redis_sync = redis_client
+            .get_connection()
+            .expect("redis sync connection");
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let redis_async = tokio
+            .block_on(redis_client.get_multiplexed_async_connection())
+            .expect("redis multiplexed connection");
+        Self {
+            smol,
+            smol_spawned,
+            std,
+            redis_sync,
+            redis_async,
+            pool,
+            tokio,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The pipelines: command `i` is a SET when `i` is even, else a GET of the key
+// just set, on KEYS[(i / 2) % 4].
+
+fn key_of(i: usize) -> &'static str {
+    KEYS[(i / 2) % KEYS.len()]
+}
+
+fn redpoll_pipeline(depth: usize, values: &[Vec<u8>]) -> Pipeline<Vec<Frame>> {
+    let mut p = Pipeline::dynamic();
+    for i in 0..depth {
+        if i % 2 == 0 {
+            p.push(cmd::set(key_of(i), &values[(i / 2) % KEYS.len()][..]));
+        } else {
+            p.push(cmd::get(key_of(i)));
+        }
+    }
+    p
+}
+
+fn redis_pipeline(depth: usize, values: &[Vec<u8>]) -> redis::Pipeline {
+    let mut p = redis::pipe();
+    for i in 0..depth {
+        if i % 2 == 0 {
+            p.cmd("SET")
+                .arg(key_of(i))
+                .arg(&values[(i / 2) % KEYS.len()][..]);
+        } else {
+            p.cmd("GET").arg(key_of(i));
+        }
+    }
+    p
+}
+
+/// Checks the replies of a redpoll pipeline: `OK` for each SET, the value
+/// for each GET.
+fn check_redpoll_replies(depth: usize, values: &[Vec<u8>], frames: &[Frame]) {
+    assert_eq!(frames.len(), depth, "one reply per command");
+    for (i, f) in frames.iter().enumerate() {
+        if i % 2 == 0 {
+            assert!(
+                matches!(f, Frame::Simple(s) if s == "OK"),
+                "SET #{i}: {f:?}"
+            );
+        } else {
+            let want = &values[(i / 2) % KEYS.len()];
+            assert!(matches!(f, Frame::Bulk(b) if b == want), "GET #{i}: {f:?}");
+        }
+    }
+}
+
+fn check_redis_replies(depth: usize, values: &[Vec<u8>], replies: &[redis::Value]) {
+    assert_eq!(replies.len(), depth, "one reply per command");
+    for (i, v) in replies.iter().enumerate() {
+        if i % 2 == 0 {
+            assert!(matches!(v, redis::Value::Okay), "SET #{i}: {v:?}");
+        } else {
+            let want = &values[(i / 2) % KEYS.len()];
+            assert!(
+                matches!(v, redis::Value::BulkString(b) if b == want),
+                "GET #{i}: {v:?}"
+            );
+        }
+    }
+}
+
+/// Before measuring: every implementation reads back what it wrote, alone
+/// and in pipelines, and sees the value `concurrent_50` reads.
+fn validate(c: &mut Clients, values: &[Vec<u8>]) {
+    let check_key = "e2e:check";
+    let concurrent_value = value_of(CONCURRENT_KEY);
+    for (n, who) in ["smol", "smol-spawned"].iter().enumerate() {
+        let client = if n == 0 { &c.smol } else { &c.smol_spawned };
+        let v = format!("written by redpoll-{who}");
+        smol::block_on(async {
+            client.run(cmd::set(check_key, v.as_str())).await.unwrap();
+            let got = client.run(cmd::get(check_key)).await.unwrap();
+            assert_eq!(
+                got.as_deref(),
+                Some(v.as_bytes()),
+                "redpoll-{who} GET after SET"
+            );
+            for depth in DEPTHS {
+                let frames = client
+                    .pipeline(redpoll_pipeline(depth, values))
+                    .await
+                    .unwrap();
+                check_redpoll_replies(depth, values, &frames);
+            }
+            let got = client.run(cmd::get(CONCURRENT_KEY)).await.unwrap();
+            assert_eq!(got.as_deref(), Some(&concurrent_value[..]));
+        });
+    }
+
+    let v = "written by redpoll-std";
+    c.std.run(cmd::set(check_key, v)).unwrap();
+    let got = c.std.run(cmd::get(check_key)).unwrap();
+    assert_eq!(
+        got.as_deref(),
+        Some(v.as_bytes()),
+        "redpoll-std GET after SET"
+    );
+    for depth in DEPTHS {
+        let frames = c.std.pipeline(redpoll_pipeline(depth, values)).unwrap();
+        check_redpoll_replies(depth, values, &frames);
+    }
+
+    let v = "written by redis sync";
+    let con = &mut c.redis_sync;
+    redis::cmd("SET")
+        .arg(check_key)
+        .arg(v)
+        .query::<()>(con)
+        .unwrap();
+    let got: Option<Vec<u8>> = redis::cmd("GET").arg(check_key).query(con).unwrap();
+    assert_eq!(
+        got.as_deref(),
+        Some(v.as_bytes()),
+        "redis sync GET after SET"
+    );
+    for depth in DEPTHS {
+        let replies: Vec<redis::Value> = redis_pipeline(depth, values).query(con).unwrap();
+        check_redis_replies(depth, values, &replies);
+    }
+
+    let v = "written by redis multiplexed";
+    let mut con = c.redis_async.clone();
+    c.tokio.block_on(async {
+        redis::cmd("SET")
+            .arg(check_key)
+            .arg(v)
+            .query_async::<()>(&mut con)
+            .await
+            .unwrap();
+        let got: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(check_key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(
+            got.as_deref(),
+            Some(v.as_bytes()),
+            "redis async GET after SET"
+        );
+        for depth in DEPTHS {
+            let replies: Vec<redis::Value> = redis_pipeline(depth, values)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            check_redis_replies(depth, values, &replies);
+        }
+        let got: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(CONCURRENT_KEY)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(got.as_deref(), Some(&concurrent_value[..]));
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Pipelines on one connection.
+
+fn depth_group(g: &mut BenchmarkGroup<'_, WallTime>, c: &mut Clients, depth: usize) {
+    let values: Vec<Vec<u8>> = KEYS.iter().map(|k| value_of(k)).collect();
+    let values = &values;
+    let key0 = KEYS[0];
+    let value0 = &values[0][..];
+
+    for (id, client) in [
+        ("redpoll-smol", &c.smol),
+        ("redpoll-smol-spawned", &c.smol_spawned),
+    ] {
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                smol::block_on(async {
+                    let start = Instant::now();
+                    for i in 0..iters {
+                        if depth == 1 {
+                            if i % 2 == 0 {
+                                client.run(cmd::set(key0, value0)).await.unwrap();
+                            } else {
+                                let v = client.run(cmd::get(key0)).await.unwrap();
+                                assert!(black_box(v).is_some());
+                            }
+                        } else {
+                            let frames = client
+                                .pipeline(redpoll_pipeline(depth, values))
+                                .await
+                                .unwrap();
+                            assert_eq!(black_box(frames).len(), depth);
+                        }
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+    }
+
+    let client = &c.std;
+    g.bench_function("redpoll-std", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for i in 0..iters {
+                if depth == 1 {
+                    if i % 2 == 0 {
+                        client.run(cmd::set(key0, value0)).unwrap();
+                    } else {
+                        let v = client.run(cmd::get(key0)).unwrap();
+                        assert!(black_box(v).is_some());
+                    }
+                } else {
+                    let frames = client.pipeline(redpoll_pipeline(depth, values)).unwrap();
+                    assert_eq!(black_box(frames).len(), depth);
+                }
+            }
+            start.elapsed()
+        });
+    });
+
+    let con = &mut c.redis_sync;
+    g.bench_function("redis-sync", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for i in 0..iters {
+                if depth == 1 {
+                    if i % 2 == 0 {
+                        redis::cmd("SET")
+                            .arg(key0)
+                            .arg(value0)
+                            .query::<()>(con)
+                            .unwrap();
+                    } else {
+                        let v: Option<Vec<u8>> = redis::cmd("GET").arg(key0).query(con).unwrap();
+                        assert!(black_box(v).is_some());
+                    }
+                } else {
+                    let replies: Vec<redis::Value> =
+                        redis_pipeline(depth, values).query(con).unwrap();
+                    assert_eq!(black_box(replies).len(), depth);
+                }
+            }
+            start.elapsed()
+        });
+    });
+
+    let con = &c.redis_async;
+    let rt = &c.tokio;
+    g.bench_function("redis-multiplexed", |b| {
+        b.iter_custom(|iters| {
+            let mut con = con.clone();
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    if depth == 1 {
+                        if i % 2 == 0 {
+                            redis::cmd("SET")
+                                .arg(key0)
+                                .arg(value0)
+                                .query_async::<()>(&mut con)
+                                .await
+                                .unwrap();
+                        } else {
+                            let v: Option<Vec<u8>> = redis::cmd("GET")
+                                .arg(key0)
+                                .query_async(&mut con)
+                                .await
+                                .unwrap();
+                            assert!(black_box(v).is_some());
+                        }
+                    } else {
+                        let replies: Vec<redis::Value> = redis_pipeline(depth, values)
+                            .query_async(&mut con)
+                            .await
+                            .unwrap();
+                        assert_eq!(black_box(replies).len(), depth);
+                    }
+                }
+                start.elapsed()
+            })
+        });
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 50 concurrent tasks, single GETs.
+//
+// criterion hands `iters` to each measurement; the 50 tasks are spawned once
+// per measurement and each does `iters * 20` GETs, so one iteration is 1,000
+// GETs and the spawn / join is shared by all the iterations of a sample.
+
+/// 50 threads, each with a clone of a redpoll-std client, started once.
+struct StdPool {
+    jobs: Vec<mpsc::Sender<u64>>,
+    done: mpsc::Receiver<()>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl StdPool {
+    fn new(client: &redpoll_std::Client) -> Self {
+        let (done_tx, done) = mpsc::channel();
+        let mut jobs = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..TASKS {
+            let (tx, rx) = mpsc::channel::<u64>();
+            let client = client.clone();
+            let done_tx = done_tx.clone();
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("std-{i}"))
+                    .spawn(move || {
+                        while let Ok(gets) = rx.recv() {
+                            for _ in 0..gets {
+                                let v = client.run(cmd::get(CONCURRENT_KEY)).unwrap();
+                                assert!(black_box(v).is_some());
+                            }
+                            done_tx.send(()).unwrap();
+                        }
+                    })
+                    .expect("start a thread"),
+            );
+            jobs.push(tx);
+        }
+        Self {
+            jobs,
+            done,
+            threads,
+        }
+    }
+
+    fn run(&self, gets_per_thread: u64) -> Duration {
+        let start = Instant::now();
+        for job in &self.jobs {
+            job.send(gets_per_thread).unwrap();
+        }
+        for _ in 0..TASKS {
+            self.done.recv().unwrap();
+        }
+        start.elapsed()
+    }
+}
+
+impl Drop for StdPool {
+    fn drop(&mut self) {
+        self.jobs.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn concurrent_group(g: &mut BenchmarkGroup<'_, WallTime>, c: &Clients) {
+    for (id, client) in [
+        ("redpoll-smol", &c.smol),
+        ("redpoll-smol-spawned", &c.smol_spawned),
+    ] {
+        let ex = &c.pool.ex;
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..TASKS)
+                    .map(|_| {
+                        let client = client.clone();
+                        ex.spawn(async move {
+                            for _ in 0..iters * GETS_PER_TASK {
+                                let v = client.run(cmd::get(CONCURRENT_KEY)).await.unwrap();
+                                assert!(black_box(v).is_some());
+                            }
+                        })
+                    })
+                    .collect();
+                smol::block_on(async {
+                    for t in tasks {
+                        t.await;
+                    }
+                });
+                start.elapsed()
+            });
+        });
+    }
+
+    let pool = StdPool::new(&c.std);
+    g.bench_function("redpoll-std", |b| {
+        b.iter_custom(|iters| pool.run(iters * GETS_PER_TASK));
+    });
+    drop(pool);
+
+    let con = &c.redis_async;
+    g.bench_function("redis-multiplexed", |b| {
+        b.iter_custom(|iters| {
+            c.tokio.block_on(async {
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..TASKS)
+                    .map(|_| {
+                        let mut con = con.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..iters * GETS_PER_TASK {
+                                let v: Option<Vec<u8>> = redis::cmd("GET")
+                                    .arg(CONCURRENT_KEY)
+                                    .query_async(&mut con)
+                                    .await
+                                    .unwrap();
+                                assert!(black_box(v).is_some());
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+                start.elapsed()
+            })
+        });
+    });
+}
+
+fn main() {
+    let server = match RedisServer::start(ServerOptions::new()) {
+        Ok(server) => server,
+        Err(e) => {
+            let first = e.to_string();
+            let first = first.lines().next().unwrap_or("");
+            println!("skipped: no redis-server ({first})");
+            return;
+        }
+    };
+    let threads = thread::available_parallelism().map_or(2, usize::from);
+    let mut clients = Clients::connect(&server.url(), threads);
+
+    let values: Vec<Vec<u8>> = KEYS.iter().map(|k| value_of(k)).collect();
+    server
+        .cmd(&[
+            "SET",
+            CONCURRENT_KEY,
+            std::str::from_utf8(&value_of(CONCURRENT_KEY)).unwrap(),
+        ])
+        .expect("SET the key of concurrent_50");
+    validate(&mut clients, &values);
+
+    let mut criterion = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .configure_from_args();
+
+    for depth in DEPTHS {
+        let mut g = criterion.benchmark_group(format!("e2e/get_set_depth_{depth}"));
+        g.throughput(Throughput::Elements(depth as u64));
+        depth_group(&mut g, &mut clients, depth);
+        g.finish();
+    }
+
+    let mut g = criterion.benchmark_group(format!("e2e/concurrent_{TASKS}"));
+    g.throughput(Throughput::Elements(TASKS as u64 * GETS_PER_TASK));
+    concurrent_group(&mut g, &clients);
+    g.finish();
+
+    criterion.final_summary();
+    drop(clients);
+    drop(server);
+}
