@@ -113,6 +113,7 @@ fn main() {
                 Event::Connected { socket, protocol } => println!("{socket} ready ({protocol:?})"),
                 Event::Disconnected { socket, reason } => println!("{socket} gone: {reason}"),
                 Event::Push { frame, .. } => println!("push: {frame:?}"),
+                Event::Status(status) => println!("status: {status:?}"),
             }
         }
         if waiting.is_empty() {

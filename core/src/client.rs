@@ -29,13 +29,16 @@
 //!   a blocking command that timed out on the client still blocks on the
 //!   server, and its connection stays out of use until the reply comes.
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use bytes::BytesMut;
 
 use crate::command::Command;
-use crate::conn::{Conn, ConnConfig, Outputs, Phase};
+use crate::conn::{Conn, ConnConfig, Outputs, Phase as ConnPhase, Queued};
 use crate::error::Error;
 use crate::id::{LeaseId, RequestId, SocketId};
 use crate::io::{CloseReason, Effect, Event, IoError};
+use crate::reconnect::{self, Decision, Jitter, Phase, ReconnectPolicy};
 use crate::time::{Duration, Instant};
 
 /// Everything a [`Client`] needs.
@@ -51,6 +54,8 @@ pub struct ClientConfig {
     pub max_dedicated: usize,
     /// Idle dedicated connections kept open for reuse. Default: 2.
     pub max_idle_dedicated: usize,
+    /// What to do when the connection to the server ends.
+    pub reconnect: ReconnectPolicy,
 }
 
 impl ClientConfig {
@@ -62,6 +67,14 @@ impl ClientConfig {
             response_timeout: None,
             max_dedicated: 16,
             max_idle_dedicated: 2,
+            reconnect: ReconnectPolicy {
+                base: Duration::from_millis(50),
+                cap: Duration::from_secs(5),
+                max_attempts: None,
+                retry_before_established: false,
+                hold_requests: true,
+                seed: ReconnectPolicy::DEFAULT_SEED,
+            },
         }
     }
 }
@@ -91,6 +104,51 @@ pub struct Client {
     next_request: u64,
     next_lease: u64,
     shut_down: bool,
+    // The reconnect machine of the shared connection.
+    jitter: Jitter,
+    phase: Phase,
+    /// Failed connection attempts in a row.
+    attempt: u32,
+    /// No new shared connection before then (the backoff).
+    reconnect_at: Option<Instant>,
+    /// Whether to reconnect when `reconnect_at` passes, requests or not.
+    reconnect_wanted: bool,
+    /// Requests waiting for the next shared connection.
+    held: VecDeque<Queued>,
+    /// Staging for held requests' commands.
+    staging: BytesMut,
+    /// The shared connection whose readiness was reported.
+    connected: Option<SocketId>,
+    /// Set when the reconnect budget is spent: the terminal state.
+    gave_up: Option<CloseReason>,
+    /// Before the first handshake, why the last attempt failed: requests
+    /// during the backoff fail with it at once instead of waiting.
+    failing: Option<CloseReason>,
+}
+
+/// The state of the client's connection to its server, as reported by
+/// [`Event::Status`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    /// A connection finished its handshake.
+    Connected,
+    /// The connection ended.
+    Disconnected {
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A new connection will be tried at `at` (attempt `attempt`, from 1).
+    Reconnecting {
+        /// The attempt number.
+        attempt: u32,
+        /// When.
+        at: Instant,
+    },
+    /// The reconnect budget is spent: every request fails from now on.
+    GaveUp {
+        /// The last failure.
+        reason: CloseReason,
+    },
 }
 
 impl Client {
@@ -98,7 +156,6 @@ impl Client {
     #[must_use]
     pub fn new(config: ClientConfig) -> Self {
         Self {
-            config,
             shared: None,
             dedicated: Vec::new(),
             out: Outputs::default(),
@@ -106,6 +163,17 @@ impl Client {
             next_request: 0,
             next_lease: 0,
             shut_down: false,
+            jitter: Jitter::new(config.reconnect.seed),
+            phase: Phase::NeverConnected,
+            attempt: 0,
+            reconnect_at: None,
+            reconnect_wanted: false,
+            held: VecDeque::new(),
+            staging: BytesMut::new(),
+            connected: None,
+            gave_up: None,
+            failing: None,
+            config,
         }
     }
 
@@ -127,6 +195,28 @@ impl Client {
         }
         let deadline = self.deadline(now, cmd);
         if cmd.block_timeout().is_none() {
+            if let Some(reason) = &self.gave_up {
+                let error = Error::Connection(reason.clone());
+                self.fail(id, error);
+                return id;
+            }
+            if self.shared.is_none() && self.reconnect_at.is_some_and(|at| now < at) {
+                if let Some(reason) = &self.failing {
+                    let error = Error::Connection(reason.clone());
+                    self.fail(id, error);
+                    return id;
+                }
+                // Paced by the backoff: wait for the next connection.
+                cmd.encode(&mut self.staging);
+                let cmd_bytes = self.staging.split().freeze();
+                self.held.push_back(Queued {
+                    id,
+                    cmd: cmd_bytes,
+                    deadline,
+                    kind: cmd.reply_kind(),
+                });
+                return id;
+            }
             let conn = match &mut self.shared {
                 Some(conn) => conn,
                 None => match self.open(now) {
@@ -201,7 +291,7 @@ impl Client {
             return;
         };
         let d = &mut self.dedicated[i];
-        if d.conn.phase() == Phase::Closed {
+        if d.conn.phase() == ConnPhase::Closed {
             self.dedicated.swap_remove(i);
             return;
         }
@@ -217,6 +307,7 @@ impl Client {
     /// Forgets a request: no event will be reported for it. Its reply, if
     /// it was written already, is read and discarded.
     pub fn cancel(&mut self, id: RequestId) {
+        self.held.retain(|q| q.id != id);
         let conns = self
             .shared
             .iter_mut()
@@ -236,12 +327,55 @@ impl Client {
     /// whose sockets are open, then carry out the effects.
     pub fn shutdown(&mut self, _now: Instant) {
         self.shut_down = true;
-        if let Some(mut conn) = self.shared.take() {
+        self.phase = Phase::ShutDown;
+        self.reconnect_at = None;
+        let conns = self
+            .shared
+            .take()
+            .into_iter()
+            .chain(self.dedicated.drain(..).map(|d| d.conn));
+        let mut unwritten = core::mem::take(&mut self.held);
+        for mut conn in conns {
             conn.close(CloseReason::Shutdown, &mut self.out);
+            unwritten.extend(conn.take_unwritten());
         }
-        for mut d in self.dedicated.drain(..) {
-            d.conn.close(CloseReason::Shutdown, &mut self.out);
+        for q in unwritten {
+            self.fail(q.id, Error::Shutdown);
         }
+    }
+
+    /// Opens the shared connection now if there is none (and the backoff
+    /// allows), without a request: for adapters that wait until the client
+    /// is connected. The outcome is reported as an [`Event::Status`].
+    pub fn connect(&mut self, now: Instant) {
+        if self.shut_down || self.gave_up.is_some() || self.shared.is_some() {
+            return;
+        }
+        if self.reconnect_at.is_some_and(|at| now < at) {
+            self.reconnect_wanted = true;
+            return;
+        }
+        match self.open(now) {
+            Ok(conn) => self.shared = Some(conn),
+            Err(reason) => self
+                .out
+                .events
+                .push_back(Event::Status(Status::Disconnected { reason })),
+        }
+    }
+
+    /// Whether the shared connection has finished its handshake.
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|c| c.phase() == ConnPhase::Ready)
+    }
+
+    /// The phase of the reconnect machine.
+    #[must_use]
+    pub const fn reconnect_phase(&self) -> Phase {
+        self.phase
     }
 
     // ---- inputs from the adapter ---------------------------------------
@@ -251,15 +385,15 @@ impl Client {
         if let Some(conn) = find(&mut self.shared, &mut self.dedicated, socket) {
             conn.on_connected(now, &self.config.conn, &mut self.out);
         }
-        self.settle();
+        self.settle(now);
     }
 
     /// The socket could not connect.
-    pub fn handle_connect_failed(&mut self, _now: Instant, socket: SocketId, error: IoError) {
+    pub fn handle_connect_failed(&mut self, now: Instant, socket: SocketId, error: IoError) {
         if let Some(conn) = find(&mut self.shared, &mut self.dedicated, socket) {
             conn.close(CloseReason::ConnectFailed(error), &mut self.out);
         }
-        self.settle();
+        self.settle(now);
     }
 
     /// Bytes arrived on the socket.
@@ -267,23 +401,23 @@ impl Client {
         if let Some(conn) = find(&mut self.shared, &mut self.dedicated, socket) {
             conn.on_data(now, data, &self.config.conn, &mut self.out);
         }
-        self.settle();
+        self.settle(now);
     }
 
     /// The peer closed the socket (a read returned 0 bytes).
-    pub fn handle_eof(&mut self, _now: Instant, socket: SocketId) {
+    pub fn handle_eof(&mut self, now: Instant, socket: SocketId) {
         if let Some(conn) = find(&mut self.shared, &mut self.dedicated, socket) {
             conn.close(CloseReason::Eof, &mut self.out);
         }
-        self.settle();
+        self.settle(now);
     }
 
     /// A read or write on the socket failed.
-    pub fn handle_io_error(&mut self, _now: Instant, socket: SocketId, error: IoError) {
+    pub fn handle_io_error(&mut self, now: Instant, socket: SocketId, error: IoError) {
         if let Some(conn) = find(&mut self.shared, &mut self.dedicated, socket) {
             conn.close(CloseReason::Io(error), &mut self.out);
         }
-        self.settle();
+        self.settle(now);
     }
 
     /// The time is `now`. Calling it early or repeatedly is harmless.
@@ -294,7 +428,31 @@ impl Client {
         for d in &mut self.dedicated {
             d.conn.on_timeout(now, &mut self.out);
         }
-        self.settle();
+        let out = &mut self.out;
+        self.held.retain(|q| {
+            let expired = q.deadline.is_some_and(|at| at <= now);
+            if expired {
+                out.events.push_back(Event::Response {
+                    id: q.id,
+                    result: Err(Error::Timeout),
+                });
+            }
+            !expired
+        });
+        if self.reconnect_at.is_some_and(|at| at <= now) {
+            self.reconnect_at = None;
+            if self.shared.is_none()
+                && (self.reconnect_wanted || !self.held.is_empty())
+                && !self.shut_down
+            {
+                self.reconnect_wanted = false;
+                match self.open(now) {
+                    Ok(conn) => self.shared = Some(conn),
+                    Err(reason) => self.fail_held(&reason),
+                }
+            }
+        }
+        self.settle(now);
     }
 
     // ---- outputs --------------------------------------------------------
@@ -334,14 +492,23 @@ impl Client {
             .shared
             .iter()
             .chain(self.dedicated.iter().map(|d| &d.conn));
-        conns.filter_map(Conn::next_timeout).min()
+        let held = self.held.iter().filter_map(|q| q.deadline);
+        // The backoff only wakes the client when something waits for it.
+        let reconnect = self
+            .reconnect_at
+            .filter(|_| self.reconnect_wanted || !self.held.is_empty());
+        conns
+            .filter_map(Conn::next_timeout)
+            .chain(held)
+            .chain(reconnect)
+            .min()
     }
 
     // ---- getters ----------------------------------------------------------
 
     /// The phase of the shared connection, if there is one.
     #[must_use]
-    pub fn phase(&self) -> Option<Phase> {
+    pub fn phase(&self) -> Option<ConnPhase> {
         self.shared.as_ref().map(Conn::phase)
     }
 
@@ -357,7 +524,7 @@ impl Client {
     pub fn dedicated_connections(&self) -> usize {
         self.dedicated
             .iter()
-            .filter(|d| d.conn.phase() != Phase::Closed)
+            .filter(|d| d.conn.phase() != ConnPhase::Closed)
             .count()
     }
 
@@ -387,6 +554,7 @@ impl Client {
     }
 
     fn open(&mut self, now: Instant) -> Result<Conn, CloseReason> {
+        self.failing = None;
         let socket = SocketId(self.next_socket);
         self.next_socket += 1;
         let conn = Conn::new(socket, &self.config.conn, now)?;
@@ -411,20 +579,45 @@ impl Client {
         Ok(self.dedicated.len() - 1)
     }
 
-    /// After every input: forgets closed connections (a closed leased one
+    /// After every input: moves held requests onto a connection that became
+    /// ready, decides what follows a closed shared connection (the
+    /// reconnect policy), forgets closed connections (a closed leased one
     /// stays until released, so that sends on it fail with its reason), and
     /// returns dedicated connections whose blocking command is done.
-    fn settle(&mut self) {
-        if self
-            .shared
-            .as_ref()
-            .is_some_and(|c| c.phase() == Phase::Closed)
-        {
-            self.shared = None;
+    fn settle(&mut self, now: Instant) {
+        if let Some(conn) = &mut self.shared {
+            match conn.phase() {
+                ConnPhase::Ready if self.connected != Some(conn.socket()) => {
+                    self.connected = Some(conn.socket());
+                    self.phase = Phase::Established;
+                    self.attempt = 0;
+                    for q in self.held.drain(..) {
+                        conn.requeue(q);
+                    }
+                    self.out.events.push_back(Event::Status(Status::Connected));
+                }
+                ConnPhase::Closed => self.shared_closed(now),
+                _ => {}
+            }
         }
         let mut freed = false;
+        let out = &mut self.out;
         self.dedicated.retain_mut(|d| {
-            let closed = d.conn.phase() == Phase::Closed;
+            let closed = d.conn.phase() == ConnPhase::Closed;
+            if closed {
+                let error = Error::Connection(
+                    d.conn
+                        .close_reason()
+                        .cloned()
+                        .unwrap_or(CloseReason::Shutdown),
+                );
+                for q in d.conn.take_unwritten() {
+                    out.events.push_back(Event::Response {
+                        id: q.id,
+                        result: Err(error.clone()),
+                    });
+                }
+            }
             if d.use_ == Use::Blocking && !closed && d.conn.is_quiet() {
                 d.use_ = Use::Idle;
                 freed = true;
@@ -433,6 +626,83 @@ impl Client {
         });
         if freed {
             self.trim_idle();
+        }
+    }
+
+    /// The shared connection closed: the reconnect decision.
+    fn shared_closed(&mut self, now: Instant) {
+        let Some(mut conn) = self.shared.take() else {
+            return;
+        };
+        let reason = conn
+            .close_reason()
+            .cloned()
+            .unwrap_or(CloseReason::Shutdown);
+        self.held.extend(conn.take_unwritten());
+        let Some(class) = reconnect::classify(&reason) else {
+            self.fail_held(&reason);
+            return;
+        };
+        self.out
+            .events
+            .push_back(Event::Status(Status::Disconnected {
+                reason: reason.clone(),
+            }));
+        match reconnect::decide(
+            &self.config.reconnect,
+            class,
+            self.phase,
+            self.attempt,
+            &mut self.jitter,
+        ) {
+            Decision::Reconnect { after } => {
+                self.attempt += 1;
+                let at = now.saturating_add(after);
+                self.reconnect_at = Some(at);
+                // Once established, the client reconnects on its own and
+                // holds requests meanwhile (up to their deadlines); before,
+                // it reconnects when asked, and its callers learn why the
+                // first connection failed.
+                self.reconnect_wanted = self.phase == Phase::Established;
+                if !(self.reconnect_wanted && self.config.reconnect.hold_requests) {
+                    self.fail_held(&reason);
+                }
+                if !self.reconnect_wanted {
+                    self.failing = Some(reason.clone());
+                }
+                if self.reconnect_wanted {
+                    self.out
+                        .events
+                        .push_back(Event::Status(Status::Reconnecting {
+                            attempt: self.attempt,
+                            at,
+                        }));
+                }
+            }
+            Decision::FailFast => {
+                self.fail_held(&reason);
+                self.failing = Some(reason.clone());
+                // A new request may try again, but not before the backoff.
+                let after =
+                    reconnect::backoff(&self.config.reconnect, self.attempt, &mut self.jitter);
+                self.attempt += 1;
+                self.reconnect_at = Some(now.saturating_add(after));
+                self.reconnect_wanted = false;
+            }
+            Decision::GiveUp => {
+                self.fail_held(&reason);
+                self.reconnect_at = None;
+                self.out.events.push_back(Event::Status(Status::GaveUp {
+                    reason: reason.clone(),
+                }));
+                self.gave_up = Some(reason);
+            }
+        }
+    }
+
+    fn fail_held(&mut self, reason: &CloseReason) {
+        for q in core::mem::take(&mut self.held) {
+            self.fail(q.id, Error::Connection(reason.clone()));
         }
     }
 

@@ -80,6 +80,14 @@ pub enum HandshakeErrorKind {
     ProtectedMode,
     /// `LOADING`: the server is loading its dataset.
     Loading,
+    /// `BUSY`: the server runs a long script.
+    Busy,
+    /// `MASTERDOWN`: a replica lost its primary.
+    MasterDown,
+    /// `TRYAGAIN`: a cluster slot is being moved.
+    TryAgain,
+    /// `CLUSTERDOWN`: the cluster cannot serve.
+    ClusterDown,
     /// `ERR unknown command`: the server does not know a handshake command.
     UnknownCommand,
     /// `NOPROTO`: the server does not speak the requested protocol version.
@@ -110,6 +118,10 @@ impl HandshakeErrorKind {
             b"NOPERM" => Self::NoPermission,
             b"DENIED" => Self::ProtectedMode,
             b"LOADING" => Self::Loading,
+            b"BUSY" => Self::Busy,
+            b"MASTERDOWN" => Self::MasterDown,
+            b"TRYAGAIN" => Self::TryAgain,
+            b"CLUSTERDOWN" => Self::ClusterDown,
             b"NOPROTO" => Self::NoProto,
             // Servers before 6.0 have no codes for these two.
             b"ERR" if text.starts_with(b"ERR invalid password") => Self::WrongPassword,
@@ -131,6 +143,11 @@ impl fmt::Display for HandshakeError {
                 "the server is in protected mode: set a password on it, bind it to loopback, or set protected-mode no"
             }
             HandshakeErrorKind::Loading => "the server is loading its dataset; retry later",
+            HandshakeErrorKind::Busy => "the server is busy running a script; retry later",
+            HandshakeErrorKind::MasterDown => "the replica lost its primary; retry later",
+            HandshakeErrorKind::TryAgain | HandshakeErrorKind::ClusterDown => {
+                "the cluster is not ready; retry later"
+            }
             HandshakeErrorKind::UnknownCommand => "the server does not support this command",
             HandshakeErrorKind::NoProto => "the server does not support the requested RESP version",
             HandshakeErrorKind::Other => "the server refused the handshake",

@@ -121,6 +121,9 @@ pub enum Event {
         /// The protocol the server agreed to.
         protocol: crate::conn::Protocol,
     },
+    /// The client's connection status changed (connected, disconnected,
+    /// reconnecting at a time, gave up).
+    Status(crate::client::Status),
     /// A connection ended.
     Disconnected {
         /// The socket.

@@ -86,6 +86,7 @@
 //! - [`conn`]: one socket's machine: handshake with one deadline, TLS,
 //!   pipelining.
 //! - [`client`]: the top machine adapters drive.
+//! - [`reconnect`]: error classes, phases, the reconnect decision, backoff.
 //! - [`time`]: [`Instant`], [`Duration`] and the one [`Timer`] enum.
 //! - [`url`]: configuration from `redis://`, `rediss://` and `unix://` URLs
 //!   ([`url::parse`], [`UrlConfig`]), shared by both adapters.
@@ -118,11 +119,12 @@ pub mod conn;
 mod error;
 mod id;
 mod io;
+pub mod reconnect;
 pub mod resp;
 pub mod time;
 pub mod url;
 
-pub use client::{Client, ClientConfig};
+pub use client::{Client, ClientConfig, Status};
 pub use error::{
     CommandError, Error, HandshakeError, HandshakeErrorKind, HandshakeStep, TlsError, TlsErrorKind,
 };

@@ -448,9 +448,11 @@ fn garbage_from_the_server_is_a_sticky_protocol_error() {
     w.client.handle_data(w.now, socket, b"+OK\r\n");
     w.run();
     w.check_accounting();
-    // A later request gets a fresh connection.
+    // The client reconnects by itself after a short backoff, and a request
+    // sent meanwhile waits for the new connection.
     w.deliver = true;
     let c = w.send(&["PING"]);
+    w.advance(Duration::from_millis(50));
     assert_eq!(w.reply(c), Frame::Simple("PONG".into()));
     assert_eq!(w.sockets().len(), 2);
     w.shutdown_and_check();

@@ -304,6 +304,7 @@ impl State {
                 Event::Push { frame, .. } => self.route_push(frame),
                 Event::Connected { socket, .. } => self.trace_connected(socket),
                 Event::Disconnected { .. } => {}
+                Event::Status(status) => self.status_changed(status),
             }
         }
         moved

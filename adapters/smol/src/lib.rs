@@ -77,6 +77,7 @@ impl Client {
 
     /// A client and its driver, to spawn on the executor of your choice.
     pub fn with_driver(config: ClientConfig) -> (Self, Driver) {
+        let config = seeded(config);
         let shared = Arc::new(Shared::new(redpoll_core::Client::new(config)));
         let driver = Driver::new(shared.clone());
         (
@@ -99,6 +100,49 @@ impl Client {
 
     fn shared(&self) -> &Arc<Shared> {
         &self.handle.shared
+    }
+
+    /// Connects now if not connected, and waits until the connection has
+    /// finished its handshake.
+    ///
+    /// # Errors
+    ///
+    /// The reason the first connection failed (before the client was ever
+    /// connected), or the terminal reason when the reconnect budget is
+    /// spent. After the client has been connected once, it waits through
+    /// reconnects.
+    pub async fn wait_connected(&self) -> Result<(), Error> {
+        let mut start = None;
+        futures_lite::future::poll_fn(|cx| {
+            let mut state = self.shared().lock();
+            if state.core.is_connected() {
+                return Poll::Ready(Ok(()));
+            }
+            let first = *start.get_or_insert(state.status_seq);
+            if state.status_seq != first {
+                let never =
+                    state.core.reconnect_phase() == redpoll_core::reconnect::Phase::NeverConnected;
+                match &state.last_status {
+                    Some(redpoll_core::Status::GaveUp { reason }) => {
+                        return Poll::Ready(Err(Error::Connection(
+                            redpoll_core::Error::Connection(reason.clone()),
+                        )));
+                    }
+                    Some(redpoll_core::Status::Disconnected { reason }) if never => {
+                        return Poll::Ready(Err(Error::Connection(
+                            redpoll_core::Error::Connection(reason.clone()),
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+            let now = state.now();
+            state.core.connect(now);
+            state.status_waiters.push(cx.waker().clone());
+            state.wake_driver();
+            Poll::Pending
+        })
+        .await
     }
 
     /// Runs one command and converts its reply.
@@ -704,4 +748,15 @@ impl Builder {
     pub fn build(self) -> Result<Client, Error> {
         Ok(Client::new(self.config()?))
     }
+}
+
+/// Draws the reconnect jitter's seed from the clock unless one was chosen.
+fn seeded(mut config: ClientConfig) -> ClientConfig {
+    if config.reconnect.seed == redpoll_core::reconnect::ReconnectPolicy::DEFAULT_SEED {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        config.reconnect.seed = nanos ^ u64::from(std::process::id()).rotate_left(32);
+    }
+    config
 }

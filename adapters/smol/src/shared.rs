@@ -38,6 +38,10 @@ pub(crate) struct State {
     /// The driver's waker, to call after handing the core a request.
     pub(crate) driver: Option<Waker>,
     pub(crate) shut_down: bool,
+    /// Status events seen so far, the last one, and who waits for the next.
+    pub(crate) status_seq: u64,
+    pub(crate) last_status: Option<redpoll_core::Status>,
+    pub(crate) status_waiters: Vec<Waker>,
 }
 
 #[derive(Debug)]
@@ -56,6 +60,9 @@ impl Shared {
                 next_subscriber: 0,
                 driver: None,
                 shut_down: false,
+                status_seq: 0,
+                last_status: None,
+                status_waiters: Vec::new(),
             }),
         }
     }
@@ -94,6 +101,16 @@ impl State {
             if let Some(waker) = waiter.waker.take() {
                 waker.wake();
             }
+        }
+    }
+
+    pub(crate) fn status_changed(&mut self, status: redpoll_core::Status) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(?status, "status");
+        self.status_seq += 1;
+        self.last_status = Some(status);
+        for waker in self.status_waiters.drain(..) {
+            waker.wake();
         }
     }
 

@@ -381,3 +381,46 @@ fn dropped_futures_never_receive_or_steal_a_reply() {
     });
     drop(server);
 }
+
+#[test]
+fn the_client_recovers_by_itself_after_the_server_restarts() {
+    let mut server = RedisServer::start(ServerOptions::new()).expect("redis-server");
+    let client = Builder::new(&server.url())
+        .unwrap()
+        .response_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    smol::block_on(async {
+        client.wait_connected().await.unwrap();
+        client.run(cmd::set("before", 1)).await.unwrap();
+        server.stop();
+        // Requests sent during the outage wait for the next connection.
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let client = client.clone();
+                smol::spawn(async move { client.run(cmd::set(format!("during:{i}"), i)).await })
+            })
+            .collect();
+        async_io::Timer::after(Duration::from_secs(5)).await;
+        let restarted = std::time::Instant::now();
+        server.restart().expect("restart on the same port");
+        for (i, task) in tasks.into_iter().enumerate() {
+            task.await
+                .unwrap_or_else(|e| panic!("request {i} sent during the outage: {e}"));
+        }
+        let recovered = restarted.elapsed();
+        // Within one backoff cap (5 s) of the fix, plus the server's start.
+        assert!(
+            recovered < Duration::from_secs(7),
+            "recovered after {recovered:?}"
+        );
+        for i in 0..20 {
+            let v: Option<i64> = client
+                .run(cmd::get(format!("during:{i}")).returning())
+                .await
+                .unwrap();
+            assert_eq!(v, Some(i), "during:{i} was written exactly as sent");
+        }
+        eprintln!("recovered {recovered:?} after the restart");
+    });
+}

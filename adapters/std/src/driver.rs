@@ -41,6 +41,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant as StdInstant};
 
 use bytes::Bytes;
+use redpoll_core::Status;
 use redpoll_core::cmd::{PushMessage, SubscriptionKind};
 use redpoll_core::command::Command;
 use redpoll_core::resp::Frame;
@@ -81,6 +82,9 @@ pub(crate) struct State {
     threads: Vec<JoinHandle<()>>,
     write_timeout: Duration,
     pub(crate) shut_down: bool,
+    /// Status events seen so far, and the last one.
+    pub(crate) status_seq: u64,
+    pub(crate) last_status: Option<Status>,
 }
 
 /// A subscription's queue of messages.
@@ -113,6 +117,8 @@ impl Shared {
                 threads: Vec::new(),
                 write_timeout,
                 shut_down: false,
+                status_seq: 0,
+                last_status: None,
             }),
             changed: Condvar::new(),
         })
@@ -316,6 +322,11 @@ impl State {
                 }
                 Event::Disconnected { socket, reason } => {
                     trace!(%socket, %reason, "disconnected");
+                }
+                Event::Status(status) => {
+                    trace!(?status, "status");
+                    self.status_seq += 1;
+                    self.last_status = Some(status);
                 }
             }
         }

@@ -115,6 +115,47 @@ impl Client {
         Builder::new(url)
     }
 
+    /// Connects now if not connected, and waits until the connection has
+    /// finished its handshake, or `timeout` passes.
+    ///
+    /// # Errors
+    ///
+    /// The reason the first connection failed (before the client was ever
+    /// connected), [`Error::Connection`] with a timeout, or the terminal
+    /// reason when the reconnect budget is spent.
+    pub fn wait_connected(&self, timeout: std::time::Duration) -> Result<(), Error> {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        let now = state.now();
+        let start = state.status_seq;
+        state.core.connect(now);
+        shared.settle(&mut state);
+        let until = std::time::Instant::now() + timeout;
+        let (_state, outcome) = shared.wait(state, Some(until), |state| {
+            if state.core.is_connected() {
+                return Some(Ok(()));
+            }
+            if state.status_seq == start {
+                return None;
+            }
+            match &state.last_status {
+                Some(redpoll_core::Status::GaveUp { reason }) => Some(Err(Error::Connection(
+                    redpoll_core::Error::Connection(reason.clone()),
+                ))),
+                Some(redpoll_core::Status::Disconnected { reason })
+                    if state.core.reconnect_phase()
+                        == redpoll_core::reconnect::Phase::NeverConnected =>
+                {
+                    Some(Err(Error::Connection(redpoll_core::Error::Connection(
+                        reason.clone(),
+                    ))))
+                }
+                _ => None,
+            }
+        });
+        outcome.unwrap_or(Err(Error::Connection(redpoll_core::Error::Timeout)))
+    }
+
     /// Runs one command and converts its reply.
     ///
     /// # Errors

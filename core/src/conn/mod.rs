@@ -159,13 +159,14 @@ enum Step {
 const PUBSUB_NEEDS_RESP3: &str =
     "pub/sub needs RESP3 (the server answered HELLO 3 with an error, or RESP2 is configured)";
 
-/// A request waiting for the handshake to finish.
+/// A request not written yet: waiting for a connection's handshake, or for
+/// the client's next connection.
 #[derive(Debug)]
-struct Queued {
-    id: RequestId,
-    cmd: Bytes,
-    deadline: Option<Instant>,
-    kind: ReplyKind,
+pub(crate) struct Queued {
+    pub(crate) id: RequestId,
+    pub(crate) cmd: Bytes,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) kind: ReplyKind,
 }
 
 /// The queued outputs of the machines, drained by the client's polls.
@@ -447,6 +448,33 @@ impl Conn {
         self.tx.extend_from_slice(bytes);
     }
 
+    /// Why the connection closed, once it has.
+    pub(crate) const fn close_reason(&self) -> Option<&CloseReason> {
+        self.close_reason.as_ref()
+    }
+
+    /// The requests never written, once the connection is closed.
+    pub(crate) fn take_unwritten(&mut self) -> VecDeque<Queued> {
+        core::mem::take(&mut self.queue)
+    }
+
+    /// Queues a request taken from another connection.
+    pub(crate) fn requeue(&mut self, q: Queued) {
+        if let Some(at) = q.deadline {
+            self.arm_response(at);
+        }
+        if self.phase == Phase::Ready {
+            self.write_raw(&q.cmd);
+            self.slots.push_back(Slot::Request {
+                id: q.id,
+                deadline: q.deadline,
+                kind: q.kind,
+            });
+        } else {
+            self.queue.push_back(q);
+        }
+    }
+
     /// Forgets a request: its reply, when it comes, is discarded.
     pub(crate) fn cancel(&mut self, id: RequestId) -> bool {
         if let Some(i) = self.queue.iter().position(|q| q.id == id) {
@@ -552,17 +580,17 @@ impl Conn {
         let was_ready = self.phase == Phase::Ready;
         self.phase = Phase::Closed;
         self.timers = Timers::default();
+        // Written requests fail: whether the server ran them is unknown.
+        // Requests never written stay in the queue: the client decides
+        // whether they wait for the next connection (`take_unwritten`).
         let error = request_error(&reason);
-        let written = self.slots.drain(..).filter_map(|slot| match slot {
-            Slot::Request { id, .. } => Some(id),
-            _ => None,
-        });
-        let queued = self.queue.drain(..).map(|q| q.id);
-        for id in written.chain(queued) {
-            out.events.push_back(Event::Response {
-                id,
-                result: Err(error.clone()),
-            });
+        for slot in self.slots.drain(..) {
+            if let Slot::Request { id, .. } = slot {
+                out.events.push_back(Event::Response {
+                    id,
+                    result: Err(error.clone()),
+                });
+            }
         }
         self.tx.clear();
         #[cfg(feature = "tls")]
