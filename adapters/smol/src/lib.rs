@@ -102,6 +102,12 @@ impl Client {
         &self.handle.shared
     }
 
+    /// Whether the shared connection is up (its handshake done).
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.shared().lock().core.is_connected()
+    }
+
     /// Connects now if not connected, and waits until the connection has
     /// finished its handshake.
     ///

@@ -85,6 +85,11 @@ pub(crate) struct State {
     /// Status events seen so far, and the last one.
     pub(crate) status_seq: u64,
     pub(crate) last_status: Option<Status>,
+    /// The timer thread, and when it will look at the core next: it fires
+    /// the deadlines no reader or waiter is there to fire (a reconnect
+    /// while the client is idle).
+    timer: Option<thread::Thread>,
+    timer_wakes_at: Option<Instant>,
 }
 
 /// A subscription's queue of messages.
@@ -119,9 +124,30 @@ impl Shared {
                 shut_down: false,
                 status_seq: 0,
                 last_status: None,
+                timer: None,
+                timer_wakes_at: None,
             }),
             changed: Condvar::new(),
         })
+        .start_timer()
+    }
+
+    fn start_timer(self: Arc<Self>) -> Arc<Self> {
+        let me = Arc::downgrade(&self);
+        let spawned = thread::Builder::new()
+            .name("redpoll-timer".into())
+            .spawn(move || timer_thread(&me));
+        let mut state = self.lock();
+        match spawned {
+            Ok(handle) => {
+                state.timer = Some(handle.thread().clone());
+                state.threads.push(handle);
+            }
+            // Without it, deadlines are still fired by readers and waiters.
+            Err(_) => state.timer = None,
+        }
+        drop(state);
+        self
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -136,6 +162,14 @@ impl Shared {
     pub(crate) fn settle(&self, state: &mut State) {
         state.drain();
         self.changed.notify_all();
+        // Wake the timer thread when the next deadline moved earlier than
+        // what it sleeps for.
+        if let Some(next) = state.core.poll_timeout()
+            && state.timer_wakes_at.is_none_or(|at| next < at)
+            && let Some(timer) = &state.timer
+        {
+            timer.unpark();
+        }
     }
 
     /// Sends commands back to back (they leave in one write) and waits for
@@ -221,6 +255,9 @@ impl Shared {
             let mut state = self.lock();
             state.shutdown();
             self.changed.notify_all();
+            if let Some(timer) = &state.timer {
+                timer.unpark();
+            }
             std::mem::take(&mut state.threads)
         };
         join(threads);
@@ -231,6 +268,9 @@ impl Drop for Shared {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
         state.shutdown();
+        if let Some(timer) = &state.timer {
+            timer.unpark();
+        }
         join(std::mem::take(&mut state.threads));
     }
 }
@@ -403,6 +443,36 @@ impl State {
             .poll_timeout()
             .map_or(MAX_READ_WAIT, |at| at.saturating_duration_since(now))
             .clamp(MIN_READ_WAIT, MAX_READ_WAIT)
+    }
+}
+
+/// Fires the core's deadlines when nothing else would: sleeps until the
+/// next one (at most [`MAX_READ_WAIT`]), holding no reference to the client
+/// meanwhile, so that dropping the last handle is never delayed by it.
+fn timer_thread(me: &Weak<Shared>) {
+    loop {
+        let wait = {
+            let Some(shared) = me.upgrade() else {
+                return;
+            };
+            let mut state = shared.lock();
+            if state.shut_down {
+                return;
+            }
+            let now = state.now();
+            if state.core.poll_timeout().is_some_and(|at| at <= now) {
+                state.core.handle_timeout(now);
+                shared.settle(&mut state);
+            }
+            let wait = state
+                .core
+                .poll_timeout()
+                .map_or(MAX_READ_WAIT, |at| at.saturating_duration_since(now))
+                .min(MAX_READ_WAIT);
+            state.timer_wakes_at = Some(now.saturating_add(wait));
+            wait
+        };
+        thread::park_timeout(wait);
     }
 }
 
