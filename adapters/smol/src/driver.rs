@@ -41,6 +41,10 @@ enum Socket {
         out: VecDeque<Bytes>,
         /// Set after EOF or an error was reported: the core will close it.
         done: bool,
+        /// A read returned Pending during this poll: the reactor will wake
+        /// the driver when there is more, so reading again in this poll is
+        /// a wasted system call.
+        read_blocked: bool,
     },
 }
 
@@ -164,6 +168,11 @@ impl Future for Driver {
         let shared = this.shared.clone();
         let mut state = shared.lock();
         state.driver = Some(cx.waker().clone());
+        for socket in this.sockets.values_mut() {
+            if let Socket::Open { read_blocked, .. } = socket {
+                *read_blocked = false;
+            }
+        }
         loop {
             let mut moved = this.carry_out_effects(&mut state);
             moved |= state.deliver_events();
@@ -221,6 +230,7 @@ impl Driver {
                             stream,
                             out: VecDeque::new(),
                             done: false,
+                            read_blocked: false,
                         };
                         state.core.handle_connected(state.now(), id);
                         moved = true;
@@ -233,7 +243,12 @@ impl Driver {
                     }
                     Poll::Pending => {}
                 },
-                Socket::Open { stream, out, done } => {
+                Socket::Open {
+                    stream,
+                    out,
+                    done,
+                    read_blocked,
+                } => {
                     if *done {
                         continue;
                     }
@@ -254,7 +269,7 @@ impl Driver {
                             Poll::Pending => break,
                         }
                     }
-                    while !*done {
+                    while !*done && !*read_blocked {
                         match stream.poll_read(cx, &mut self.buf) {
                             Poll::Ready(Ok(0)) => {
                                 state.core.handle_eof(state.now(), id);
@@ -267,7 +282,10 @@ impl Driver {
                                 state.core.handle_io_error(state.now(), id, io_error(&e));
                                 *done = true;
                             }
-                            Poll::Pending => break,
+                            Poll::Pending => {
+                                *read_blocked = true;
+                                break;
+                            }
                         }
                         moved = true;
                     }
