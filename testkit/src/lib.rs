@@ -9,6 +9,7 @@
 //!   unix socket), killed when dropped.
 
 pub mod certs;
+pub mod fake;
 pub mod peer;
 pub mod server;
 pub mod world;
