@@ -31,14 +31,15 @@
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
-use crate::command::Command;
+use crate::command::{Command, ReplyKind, SubscriptionKind};
 use crate::conn::{Conn, ConnConfig, Outputs, Phase as ConnPhase, Queued};
 use crate::error::Error;
 use crate::id::{LeaseId, RequestId, SocketId};
 use crate::io::{CloseReason, Effect, Event, IoError};
 use crate::reconnect::{self, Decision, Jitter, Phase, ReconnectPolicy};
+use crate::resp::{Decoder, Frame};
 use crate::time::{Duration, Instant};
 
 /// Everything a [`Client`] needs.
@@ -124,6 +125,9 @@ pub struct Client {
     /// Before the first handshake, why the last attempt failed: requests
     /// during the backoff fail with it at once instead of waiting.
     failing: Option<CloseReason>,
+    /// The pub/sub subscriptions of the shared connection, to renew on
+    /// every new connection: a reconnect must not silently end them.
+    subscriptions: Vec<(SubscriptionKind, Bytes)>,
 }
 
 /// The state of the client's connection to its server, as reported by
@@ -173,6 +177,7 @@ impl Client {
             connected: None,
             gave_up: None,
             failing: None,
+            subscriptions: Vec::new(),
             config,
         }
     }
@@ -189,54 +194,73 @@ impl Client {
     /// returned id. Blocking commands go to a dedicated connection.
     pub fn send<C: Command + ?Sized>(&mut self, now: Instant, cmd: &C) -> RequestId {
         let id = self.next_id();
-        if self.shut_down {
-            self.fail(id, Error::Shutdown);
+        let deadline = self.deadline(now, cmd);
+        if cmd.block_timeout().is_some() {
+            if self.shut_down {
+                self.fail(id, Error::Shutdown);
+                return id;
+            }
+            match self.dedicated(now, Use::Blocking) {
+                Ok(i) => self.dedicated[i]
+                    .conn
+                    .send(id, cmd, deadline, &mut self.out),
+                Err(error) => self.fail(id, error),
+            }
             return id;
         }
-        let deadline = self.deadline(now, cmd);
-        if cmd.block_timeout().is_none() {
-            if let Some(reason) = &self.gave_up {
-                let error = Error::Connection(reason.clone());
-                self.fail(id, error);
-                return id;
-            }
-            if self.shared.is_none() && self.reconnect_at.is_some_and(|at| now < at) {
-                if let Some(reason) = &self.failing {
-                    let error = Error::Connection(reason.clone());
-                    self.fail(id, error);
-                    return id;
-                }
-                // Paced by the backoff: wait for the next connection.
-                cmd.encode(&mut self.staging);
-                let cmd_bytes = self.staging.split().freeze();
-                self.held.push_back(Queued {
-                    id,
-                    cmd: cmd_bytes,
-                    deadline,
-                    kind: cmd.reply_kind(),
-                });
-                return id;
-            }
-            let conn = match &mut self.shared {
-                Some(conn) => conn,
-                None => match self.open(now) {
-                    Ok(conn) => self.shared.insert(conn),
-                    Err(reason) => {
-                        self.fail(id, Error::Connection(reason));
-                        return id;
-                    }
-                },
-            };
+        if cmd.reply_kind() != ReplyKind::Reply {
+            self.track_subscriptions(cmd);
+        }
+        // The common case first: a shared connection exists (a shut-down or
+        // given-up client has none).
+        if let Some(conn) = &mut self.shared {
             conn.send(id, cmd, deadline, &mut self.out);
             return id;
         }
-        match self.dedicated(now, Use::Blocking) {
-            Ok(i) => self.dedicated[i]
-                .conn
-                .send(id, cmd, deadline, &mut self.out),
-            Err(error) => self.fail(id, error),
-        }
+        self.send_without_connection(now, id, cmd, deadline);
         id
+    }
+
+    /// `send` when there is no shared connection: fail, wait for the
+    /// backoff, or open one.
+    #[cold]
+    fn send_without_connection<C: Command + ?Sized>(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        cmd: &C,
+        deadline: Option<Instant>,
+    ) {
+        if self.shut_down {
+            return self.fail(id, Error::Shutdown);
+        }
+        if let Some(reason) = &self.gave_up {
+            let error = Error::Connection(reason.clone());
+            return self.fail(id, error);
+        }
+        if self.reconnect_at.is_some_and(|at| now < at) {
+            if let Some(reason) = &self.failing {
+                let error = Error::Connection(reason.clone());
+                return self.fail(id, error);
+            }
+            // Paced by the backoff: wait for the next connection.
+            cmd.encode(&mut self.staging);
+            let cmd_bytes = self.staging.split().freeze();
+            self.held.push_back(Queued {
+                id,
+                cmd: cmd_bytes,
+                deadline,
+                kind: cmd.reply_kind(),
+            });
+            return;
+        }
+        match self.open(now) {
+            Ok(conn) => self
+                .shared
+                .insert(conn)
+                .send(id, cmd, deadline, &mut self.out),
+            Err(reason) => self.fail(id, Error::Connection(reason)),
+        }
     }
 
     /// Hands a dedicated connection to one user until [`Client::release`]:
@@ -588,9 +612,18 @@ impl Client {
         if let Some(conn) = &mut self.shared {
             match conn.phase() {
                 ConnPhase::Ready if self.connected != Some(conn.socket()) => {
+                    let renewed = self.connected.is_some();
                     self.connected = Some(conn.socket());
                     self.phase = Phase::Established;
                     self.attempt = 0;
+                    if renewed {
+                        renew_subscriptions(
+                            conn,
+                            &self.subscriptions,
+                            &mut self.next_request,
+                            &mut self.out,
+                        );
+                    }
                     for q in self.held.drain(..) {
                         conn.requeue(q);
                     }
@@ -700,6 +733,46 @@ impl Client {
         }
     }
 
+    /// Keeps the channels of a (P|S)SUBSCRIBE, forgets those of an
+    /// (P|S)UNSUBSCRIBE (all of its kind without arguments).
+    fn track_subscriptions<C: Command + ?Sized>(&mut self, cmd: &C) {
+        let (subscribe, kind) = match cmd.reply_kind() {
+            ReplyKind::Reply => return,
+            ReplyKind::Subscribe(kind) => (true, kind),
+            ReplyKind::Unsubscribe(kind) => (false, kind),
+        };
+        let start = self.staging.len();
+        cmd.encode(&mut self.staging);
+        let mut encoded = self.staging.split_off(start);
+        let Ok(Some(Frame::Array(args))) = Decoder::new().decode(&mut encoded) else {
+            return;
+        };
+        let names: Vec<Bytes> = args
+            .into_iter()
+            .skip(1)
+            .filter_map(|a| match a {
+                Frame::Bulk(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        if subscribe {
+            for name in names {
+                if !self
+                    .subscriptions
+                    .iter()
+                    .any(|(k, n)| *k == kind && *n == name)
+                {
+                    self.subscriptions.push((kind, name));
+                }
+            }
+        } else if names.is_empty() {
+            self.subscriptions.retain(|(k, _)| *k != kind);
+        } else {
+            self.subscriptions
+                .retain(|(k, n)| *k != kind || !names.contains(n));
+        }
+    }
+
     fn fail_held(&mut self, reason: &CloseReason) {
         for q in core::mem::take(&mut self.held) {
             self.fail(q.id, Error::Connection(reason.clone()));
@@ -738,4 +811,39 @@ fn find<'a>(
         .iter_mut()
         .map(|d| &mut d.conn)
         .find(|c| c.socket() == socket)
+}
+
+/// Subscribes a new shared connection to everything the previous one was
+/// subscribed to. Nobody waits for these requests: they are cancelled at
+/// once, and their confirmations are swallowed by their tombstones or
+/// reach the application as pushes.
+fn renew_subscriptions(
+    conn: &mut Conn,
+    subscriptions: &[(SubscriptionKind, Bytes)],
+    next_request: &mut u64,
+    out: &mut Outputs,
+) {
+    for kind in [
+        SubscriptionKind::Channel,
+        SubscriptionKind::Pattern,
+        SubscriptionKind::Shard,
+    ] {
+        let names: Vec<&Bytes> = subscriptions
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, n)| n)
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        let cmd = match kind {
+            SubscriptionKind::Channel => crate::cmd::subscribe(names),
+            SubscriptionKind::Pattern => crate::cmd::psubscribe(names),
+            SubscriptionKind::Shard => crate::cmd::ssubscribe(names),
+        };
+        let id = RequestId(*next_request);
+        *next_request += 1;
+        conn.send(id, &cmd, None, out);
+        conn.cancel(id);
+    }
 }

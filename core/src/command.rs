@@ -62,18 +62,21 @@ pub enum SubscriptionKind {
 }
 
 impl<A: ToArg> Command for [A] {
+    #[inline]
     fn encode(&self, dst: &mut BytesMut) {
         encode_command(dst, self);
     }
 }
 
 impl<A: ToArg, const N: usize> Command for [A; N] {
+    #[inline]
     fn encode(&self, dst: &mut BytesMut) {
         encode_command(dst, self);
     }
 }
 
 impl<A: ToArg> Command for Vec<A> {
+    #[inline]
     fn encode(&self, dst: &mut BytesMut) {
         encode_command(dst, self);
     }

@@ -260,3 +260,60 @@ fn requests_sent_while_reconnecting_wait_for_the_new_connection() {
     assert_eq!(w.reply(held), Frame::Simple("PONG".into()));
     w.shutdown_and_check();
 }
+
+#[test]
+fn subscriptions_are_renewed_on_the_new_connection_after_a_reconnect() {
+    let mut config = ClientConfig::new(ConnConfig::new(Address::tcp("10.0.0.1", 6379)));
+    config.response_timeout = Some(Duration::from_secs(60));
+    let mut w = World::new(Client::new(config), || {
+        Peer::plain().with_handler(|c| {
+            let name = c[0].to_ascii_lowercase();
+            (name == b"subscribe" || name == b"psubscribe" || name == b"unsubscribe").then(|| {
+                let mut raw = Vec::new();
+                for channel in &c[1..] {
+                    let mut buf = bytes::BytesMut::new();
+                    Frame::Push(vec![
+                        Frame::Bulk(name.clone().into()),
+                        Frame::Bulk(channel.clone()),
+                        Frame::Integer(1),
+                    ])
+                    .encode(&mut buf);
+                    raw.extend_from_slice(&buf);
+                }
+                Answer::Raw(raw)
+            })
+        })
+    });
+    let a = w
+        .client
+        .send(w.now, &redpoll_core::cmd::subscribe(["news", "sport"]));
+    let b = w
+        .client
+        .send(w.now, &redpoll_core::cmd::psubscribe(["log.*"]));
+    let c = w
+        .client
+        .send(w.now, &redpoll_core::cmd::unsubscribe(["sport"]));
+    w.run();
+    assert!(matches!(w.response(a), Some(Ok(Frame::Push(_)))));
+    assert!(matches!(w.response(b), Some(Ok(Frame::Push(_)))));
+    assert!(matches!(w.response(c), Some(Ok(Frame::Push(_)))));
+    let first = w.sockets()[0];
+    w.peers.get_mut(&first).unwrap().answer(Answer::Close);
+    w.run();
+    w.advance(Duration::from_millis(50));
+    assert!(w.client.is_connected());
+    let second = w.sockets()[1];
+    let renewed: Vec<Vec<String>> = w
+        .received(second)
+        .into_iter()
+        .filter(|cmd| cmd[0].ends_with("SUBSCRIBE"))
+        .collect();
+    assert_eq!(
+        renewed,
+        [vec!["SUBSCRIBE", "news"], vec!["PSUBSCRIBE", "log.*"]]
+    );
+    // Ordinary requests still get their own replies after the renewal.
+    let ping = w.send(&["PING"]);
+    assert_eq!(w.reply(ping), Frame::Simple("PONG".into()));
+    w.shutdown_and_check();
+}

@@ -24,6 +24,7 @@ pub trait ToArg {
 /// encode_command(&mut buf, &["GET", "key"]);
 /// assert_eq!(&buf[..], b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n");
 /// ```
+#[inline]
 pub fn encode_command<A: ToArg>(dst: &mut BytesMut, args: &[A]) {
     write_header(dst, b'*', args.len());
     for arg in args {
