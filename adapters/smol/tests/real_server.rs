@@ -434,3 +434,36 @@ fn the_client_recovers_by_itself_after_the_server_restarts() {
         eprintln!("recovered {recovered:?} after the restart");
     });
 }
+
+#[test]
+fn a_subscription_survives_a_server_restart() {
+    let mut server = RedisServer::start(ServerOptions::new()).expect("redis-server");
+    let client = Builder::new(&server.url()).unwrap().build().unwrap();
+    smol::block_on(async {
+        let sub = client.subscribe(["alerts"]).await.unwrap();
+        server.restart().expect("restart on the same port");
+        // The client reconnects by itself and subscribes the new connection.
+        let publisher = Client::open(&server.url()).unwrap();
+        let started = std::time::Instant::now();
+        loop {
+            // PUBLISH answers how many subscribers got the message.
+            if publisher
+                .run(cmd::publish("alerts", "after restart"))
+                .await
+                .unwrap()
+                == 1
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never resubscribed"
+            );
+            async_io::Timer::after(Duration::from_millis(20)).await;
+        }
+        match sub.next().await {
+            Some(PushMessage::Message { payload, .. }) => assert_eq!(payload, "after restart"),
+            other => panic!("{other:?}"),
+        }
+    });
+}

@@ -617,3 +617,30 @@ fn dropping_the_last_handle_closes_the_connections() {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn a_subscription_survives_a_server_restart() {
+    let mut server = RedisServer::start(ServerOptions::new()).expect("redis-server");
+    let client = Client::open(&server.url()).unwrap();
+    let mut sub = client.subscribe(["alerts"]).unwrap();
+    server.restart().expect("restart on the same port");
+    // The client reconnects by itself and subscribes the new connection.
+    let publisher = Client::open(&server.url()).unwrap();
+    let started = Instant::now();
+    // PUBLISH answers how many subscribers got the message.
+    while publisher
+        .run(cmd::publish("alerts", "after restart"))
+        .unwrap()
+        != 1
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never resubscribed"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    match sub.next_timeout(Duration::from_secs(5)) {
+        Some(PushMessage::Message { payload, .. }) => assert_eq!(payload, "after restart"),
+        other => panic!("{other:?}"),
+    }
+}
