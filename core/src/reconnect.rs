@@ -113,6 +113,14 @@ impl ReconnectPolicy {
     /// from the clock, so that clients restarted together do not reconnect
     /// in step.
     pub const DEFAULT_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    /// Replaces the default seed with `entropy` (from the adapter's clock);
+    /// a seed the application chose stays.
+    pub const fn seed_unless_chosen(&mut self, entropy: u64) {
+        if self.seed == Self::DEFAULT_SEED {
+            self.seed = entropy;
+        }
+    }
 }
 
 impl Default for ReconnectPolicy {

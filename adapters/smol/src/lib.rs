@@ -180,25 +180,7 @@ impl Client {
     ///
     /// The first error among the replies, or a connection error.
     pub async fn pipeline<T: FromReplies>(&self, pipeline: Pipeline<T>) -> Result<T, Error> {
-        let ids: Vec<RequestId> = {
-            let mut state = self.shared().lock();
-            let now = state.now();
-            let ids = pipeline
-                .commands()
-                .map(|c| state.core.send(now, c))
-                .collect::<Vec<_>>();
-            for id in &ids {
-                state.waiters.insert(*id, Waiter::default());
-            }
-            state.wake_driver();
-            ids
-        };
-        let mut frames = Vec::with_capacity(ids.len());
-        let mut pending = Pending::new(self.shared().clone(), ids);
-        while let Some(result) = pending.next().await {
-            frames.push(result?);
-        }
-        Ok(pipeline.decode(frames)?)
+        run_pipeline(self.shared(), None, pipeline).await
     }
 
     /// A transaction: a connection of its own until the [`Transaction`] is
@@ -439,6 +421,37 @@ impl<C: ?Sized> Drop for Request<'_, C> {
     }
 }
 
+/// Sends a pipeline's commands back to back (one write), on a lease if one
+/// is given, and converts the replies in order.
+async fn run_pipeline<T: FromReplies>(
+    shared: &Arc<Shared>,
+    lease: Option<LeaseId>,
+    pipeline: Pipeline<T>,
+) -> Result<T, Error> {
+    let ids: Vec<RequestId> = {
+        let mut state = shared.lock();
+        let now = state.now();
+        let ids = pipeline
+            .commands()
+            .map(|c| match lease {
+                Some(lease) => state.core.send_leased(now, lease, c),
+                None => state.core.send(now, c),
+            })
+            .collect::<Vec<_>>();
+        for id in &ids {
+            state.waiters.insert(*id, Waiter::default());
+        }
+        state.wake_driver();
+        ids
+    };
+    let mut frames = Vec::with_capacity(ids.len());
+    let mut pending = Pending::new(shared.clone(), ids);
+    while let Some(result) = pending.next().await {
+        frames.push(result?);
+    }
+    Ok(pipeline.decode(frames)?)
+}
+
 /// Waits for several requests in order (the replies of a pipeline).
 struct Pending {
     shared: Arc<Shared>,
@@ -511,25 +524,7 @@ impl Transaction {
     ///
     /// The first error among the replies, or a connection error.
     pub async fn pipeline<T: FromReplies>(&self, pipeline: Pipeline<T>) -> Result<T, Error> {
-        let ids: Vec<RequestId> = {
-            let mut state = self.client.shared().lock();
-            let now = state.now();
-            let ids = pipeline
-                .commands()
-                .map(|c| state.core.send_leased(now, self.lease, c))
-                .collect::<Vec<_>>();
-            for id in &ids {
-                state.waiters.insert(*id, Waiter::default());
-            }
-            state.wake_driver();
-            ids
-        };
-        let mut frames = Vec::with_capacity(ids.len());
-        let mut pending = Pending::new(self.client.shared().clone(), ids);
-        while let Some(result) = pending.next().await {
-            frames.push(result?);
-        }
-        Ok(pipeline.decode(frames)?)
+        run_pipeline(self.client.shared(), Some(self.lease), pipeline).await
     }
 }
 
@@ -758,11 +753,11 @@ impl Builder {
 
 /// Draws the reconnect jitter's seed from the clock unless one was chosen.
 fn seeded(mut config: ClientConfig) -> ClientConfig {
-    if config.reconnect.seed == redpoll_core::reconnect::ReconnectPolicy::DEFAULT_SEED {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        config.reconnect.seed = nanos ^ u64::from(std::process::id()).rotate_left(32);
-    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    config
+        .reconnect
+        .seed_unless_chosen(nanos ^ u64::from(std::process::id()).rotate_left(32));
     config
 }

@@ -185,12 +185,12 @@ impl Builder {
     pub(crate) fn client(self) -> Client {
         let mut config = self.config;
         // Clients restarted together must not reconnect in step.
-        if config.reconnect.seed == redpoll_core::reconnect::ReconnectPolicy::DEFAULT_SEED {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            config.reconnect.seed = nanos ^ u64::from(std::process::id()).rotate_left(32);
-        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        config
+            .reconnect
+            .seed_unless_chosen(nanos ^ u64::from(std::process::id()).rotate_left(32));
         let core = redpoll_core::Client::new(config);
         Client {
             shared: Shared::new(core, self.write_timeout),

@@ -2,14 +2,14 @@
 //! reply converts to.
 
 use alloc::vec::Vec;
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ops::Range;
 
 use super::reply::{FromFrame, ReplyError};
 use crate::command::Command;
-use crate::resp::{Frame, ToArg};
+use crate::resp::{Frame, ToArg, decimal_len, write_header};
 use crate::time::Duration;
 
 /// What [`Cmd::block_timeout`] answers for a blocking command whose timeout
@@ -311,7 +311,7 @@ impl<T> Cmd<T> {
     /// The number of bytes [`Command::encode`] writes.
     #[must_use]
     pub fn encoded_len(&self) -> usize {
-        1 + decimal_len(self.argc) + 2 + self.args.len()
+        1 + decimal_len(self.argc as u64) + 2 + self.args.len()
     }
 
     fn push_arg(&mut self, arg: impl ToArg) -> usize {
@@ -406,11 +406,8 @@ impl<T> Command for Cmd<T> {
 
     fn encode(&self, dst: &mut BytesMut) {
         dst.reserve(self.encoded_len());
-        dst.put_u8(b'*');
-        let mut digits = [0u8; 20];
-        dst.put_slice(format_usize(&mut digits, self.argc));
-        dst.put_slice(b"\r\n");
-        dst.put_slice(&self.args);
+        write_header(dst, b'*', self.argc);
+        dst.extend_from_slice(&self.args);
     }
 }
 
@@ -489,27 +486,6 @@ fn millis(arg: Option<&[u8]>) -> Duration {
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|&ms| ms > 0)
         .map_or(BLOCK_FOREVER, Duration::from_millis)
-}
-
-fn format_usize(buf: &mut [u8; 20], mut n: usize) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
-const fn decimal_len(mut n: usize) -> usize {
-    let mut len = 1;
-    while n >= 10 {
-        n /= 10;
-        len += 1;
-    }
-    len
 }
 
 #[cfg(test)]

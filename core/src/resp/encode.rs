@@ -119,7 +119,7 @@ impl<'a> CommandEncoder<'a> {
 /// Writes `ty`, a decimal number and CRLF: the header of every length-prefixed
 /// RESP type (`*2\r\n`, `$13\r\n`).
 #[inline(always)]
-fn write_header(dst: &mut BytesMut, ty: u8, n: usize) {
+pub(crate) fn write_header(dst: &mut BytesMut, ty: u8, n: usize) {
     // Command headers and argument lengths are nearly always below 100;
     // fixed-size copies compile to a few stores.
     if n < 10 {
@@ -406,7 +406,7 @@ const fn header_len(n: usize) -> usize {
     1 + decimal_len(n as u64) + 2
 }
 
-const fn decimal_len(mut n: u64) -> usize {
+pub(crate) const fn decimal_len(mut n: u64) -> usize {
     let mut len = 1;
     while n >= 10 {
         n /= 10;

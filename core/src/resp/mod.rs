@@ -39,5 +39,6 @@ mod tests;
 
 pub use decode::{Decoder, Limits};
 pub use encode::{CommandEncoder, EncodeError, ToArg, encode_command};
+pub(crate) use encode::{decimal_len, write_header};
 pub use error::{DecodeError, DecodeErrorKind};
 pub use frame::{Attributed, Frame};
