@@ -96,8 +96,25 @@ fn main() {
                     println!("closing {socket}: {reason}");
                     sockets.remove(&socket);
                 }
-                // This client has no pool, so it never asks for probes.
-                Effect::Probe { .. } => {}
+                // Look at the socket without blocking: report what waits
+                // there (bytes, EOF, error), or that nothing does.
+                Effect::Probe { socket } => {
+                    let Some(stream) = sockets.get_mut(&socket) else {
+                        continue;
+                    };
+                    stream.set_nonblocking(true).ok();
+                    let outcome = stream.read(&mut buf);
+                    stream.set_nonblocking(false).ok();
+                    match outcome {
+                        Ok(0) => client.handle_eof(clock.now(), socket),
+                        // The core asks again when bytes were waiting.
+                        Ok(n) => client.handle_data(clock.now(), socket, &buf[..n]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            client.handle_probe_done(clock.now(), socket);
+                        }
+                        Err(e) => client.handle_io_error(clock.now(), socket, io_error(&e)),
+                    }
+                }
             }
         }
         // 3. Hand out every event.

@@ -60,8 +60,12 @@ impl Bench {
         }
         let mut written = 0;
         while let Some(effect) = self.client.poll_effect() {
-            if let Effect::Send { data, .. } = effect {
-                written += data.len();
+            match effect {
+                Effect::Send { data, .. } => written += data.len(),
+                // The first GET of a round finds the connection quiet: it is
+                // probed (an adapter answers with one non-blocking read).
+                Effect::Probe { socket } => self.client.handle_probe_done(self.now, socket),
+                _ => {}
             }
         }
         self.client

@@ -14,6 +14,14 @@
 //!   until [`Client::release`]: what `WATCH`/`MULTI`/`EXEC` need. A
 //!   connection released in the middle of a transaction, or with replies
 //!   still due, is closed rather than handed to someone else.
+//! - Dedicated connections come from the [pool](crate::pool), which
+//!   decides when a connection is probed before use, evicted, or waited
+//!   for; the shared connection is probed by the same rule when a request
+//!   finds it quiet, so a connection the server dropped is found out before
+//!   anything is written to it.
+//! - A request written to a connection that then fails (EOF, reset) is
+//!   sent again when the [`RetryPolicy`] allows it; requests never written
+//!   move to the next connection without spending a retry.
 //!
 //! # Invariants
 //!
@@ -34,13 +42,28 @@ use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
 
 use crate::command::{Command, ReplyKind, SubscriptionKind};
-use crate::conn::{Conn, ConnConfig, Outputs, Phase as ConnPhase, Queued};
+use crate::conn::{Conn, ConnConfig, Outputs, Phase as ConnPhase, Queued, command_name};
 use crate::error::Error;
 use crate::id::{LeaseId, RequestId, SocketId};
 use crate::io::{CloseReason, Effect, Event, IoError};
+use crate::pool::{self, Ctx, Pool, PoolConfig, PoolStats, RetryPolicy, Use, Verdict};
 use crate::reconnect::{self, Decision, Jitter, Phase, ReconnectPolicy};
 use crate::resp::{Decoder, Frame};
 use crate::time::{Duration, Instant};
+
+/// The pool's view of the client's fields, borrowed apart from `pool`.
+macro_rules! ctx {
+    ($self:ident, $now:expr) => {
+        Ctx {
+            conn: &$self.config.conn,
+            pool: &$self.config.pool,
+            next_socket: &mut $self.next_socket,
+            out: &mut $self.out,
+            stats: &mut $self.stats,
+            now: $now,
+        }
+    };
+}
 
 /// Everything a [`Client`] needs.
 #[derive(Debug, Clone)]
@@ -50,11 +73,11 @@ pub struct ClientConfig {
     /// Deadline of each request, from the call that sends it to its reply;
     /// blocking commands get their block time on top. `None`: no deadline.
     pub response_timeout: Option<Duration>,
-    /// Most dedicated connections (blocking commands and leases) open at
-    /// once, besides the shared one. Default: 16.
-    pub max_dedicated: usize,
-    /// Idle dedicated connections kept open for reuse. Default: 2.
-    pub max_idle_dedicated: usize,
+    /// The dedicated connections (blocking commands and leases) and the
+    /// liveness rules of every connection.
+    pub pool: PoolConfig,
+    /// Which requests are sent again after their connection failed.
+    pub retry: RetryPolicy,
     /// What to do when the connection to the server ends.
     pub reconnect: ReconnectPolicy,
 }
@@ -66,8 +89,17 @@ impl ClientConfig {
         Self {
             conn,
             response_timeout: None,
-            max_dedicated: 16,
-            max_idle_dedicated: 2,
+            pool: PoolConfig {
+                max_size: 16,
+                min_idle: 0,
+                max_idle: 2,
+                idle_timeout: Some(Duration::from_secs(300)),
+                max_lifetime: None,
+                probe_after: Some(Duration::ZERO),
+                max_waiters: 1024,
+                wait_timeout: Duration::from_secs(5),
+            },
+            retry: RetryPolicy::NONE,
             reconnect: ReconnectPolicy {
                 base: Duration::from_millis(50),
                 cap: Duration::from_secs(5),
@@ -80,26 +112,15 @@ impl ClientConfig {
     }
 }
 
-/// What a dedicated connection is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Use {
-    Idle,
-    Blocking,
-    Leased(LeaseId),
-}
-
-#[derive(Debug)]
-struct Dedicated {
-    conn: Conn,
-    use_: Use,
-}
-
 /// The client machine. See the [crate docs](crate) for how to drive it.
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
     shared: Option<Conn>,
-    dedicated: Vec<Dedicated>,
+    /// When the shared connection was opened (its lifetime).
+    shared_created: Instant,
+    pool: Pool,
+    stats: PoolStats,
     out: Outputs,
     next_socket: u64,
     next_request: u64,
@@ -125,6 +146,10 @@ pub struct Client {
     /// Before the first handshake, why the last attempt failed: requests
     /// during the backoff fail with it at once instead of waiting.
     failing: Option<CloseReason>,
+    /// Why the last connection ended or attempt failed, until a connection
+    /// is ready again: a held request whose deadline passes meanwhile fails
+    /// with it, which says more than "timed out".
+    last_failure: Option<CloseReason>,
     /// The pub/sub subscriptions of the shared connection, to renew on
     /// every new connection: a reconnect must not silently end them.
     subscriptions: Vec<(SubscriptionKind, Bytes)>,
@@ -161,7 +186,9 @@ impl Client {
     pub fn new(config: ClientConfig) -> Self {
         Self {
             shared: None,
-            dedicated: Vec::new(),
+            shared_created: Instant::ZERO,
+            pool: Pool::default(),
+            stats: PoolStats::default(),
             out: Outputs::default(),
             next_socket: 0,
             next_request: 0,
@@ -177,6 +204,7 @@ impl Client {
             connected: None,
             gave_up: None,
             failing: None,
+            last_failure: None,
             subscriptions: Vec::new(),
             config,
         }
@@ -192,33 +220,87 @@ impl Client {
 
     /// Sends a command; its outcome is one [`Event::Response`] with the
     /// returned id. Blocking commands go to a dedicated connection.
+    #[inline]
     pub fn send<C: Command + ?Sized>(&mut self, now: Instant, cmd: &C) -> RequestId {
         let id = self.next_id();
         let deadline = self.deadline(now, cmd);
+        // The common case first: an ordinary command, a shared connection
+        // busy with others (so evidently alive), no retries to keep.
+        if let Some(conn) = &mut self.shared
+            && !conn.is_quiet()
+            && self.config.retry.attempts == 0
+            && cmd.block_timeout().is_none()
+            && cmd.reply_kind() == ReplyKind::Reply
+        {
+            conn.send(id, cmd, deadline, &mut self.out);
+            return id;
+        }
+        self.send_other(now, id, cmd, deadline);
+        id
+    }
+
+    /// `send` for everything but the common case.
+    #[inline(never)]
+    fn send_other<C: Command + ?Sized>(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        cmd: &C,
+        deadline: Option<Instant>,
+    ) {
         if cmd.block_timeout().is_some() {
             if self.shut_down {
-                self.fail(id, Error::Shutdown);
-                return id;
+                return self.fail(id, Error::Shutdown);
             }
-            match self.dedicated(now, Use::Blocking) {
-                Ok(i) => self.dedicated[i]
-                    .conn
-                    .send(id, cmd, deadline, &mut self.out),
+            let use_ = Use::Blocking(id);
+            return match self.pool.checkout(use_, &mut ctx!(self, now)) {
+                Ok(_) => self.pool.send(use_, id, cmd, deadline, &mut self.out),
                 Err(error) => self.fail(id, error),
-            }
-            return id;
+            };
         }
         if cmd.reply_kind() != ReplyKind::Reply {
             self.track_subscriptions(cmd);
         }
-        // The common case first: a shared connection exists (a shut-down or
-        // given-up client has none).
-        if let Some(conn) = &mut self.shared {
-            conn.send(id, cmd, deadline, &mut self.out);
-            return id;
+        if self.shared.as_ref().is_some_and(Conn::is_quiet) {
+            self.check_shared(now);
         }
-        self.send_without_connection(now, id, cmd, deadline);
-        id
+        match &mut self.shared {
+            Some(conn) => send_on(conn, &self.config.retry, id, cmd, deadline, &mut self.out),
+            None => self.send_without_connection(now, id, cmd, deadline),
+        }
+    }
+
+    /// The checkout rule for the shared connection when a request finds it
+    /// quiet: past its lifetime it is replaced at once (no backoff: nothing
+    /// failed); quiet for long enough, it is probed first.
+    #[inline]
+    fn check_shared(&mut self, now: Instant) {
+        let Some(conn) = &mut self.shared else {
+            return;
+        };
+        let facts = pool::ConnFacts {
+            created: self.shared_created,
+            quiet_since: conn.last_rx(),
+        };
+        match pool::checkout_shared(&self.config.pool, facts, now) {
+            Verdict::Use => {}
+            Verdict::ProbeFirst => {
+                if conn.phase() == ConnPhase::Ready && !conn.is_probing() {
+                    self.stats.probes += 1;
+                    conn.probe(&mut self.out);
+                }
+            }
+            Verdict::Evict(evict) if conn.phase() == ConnPhase::Ready => {
+                // A planned replacement: its successor renews the
+                // subscriptions (`settle` sees a new socket get ready).
+                conn.close(evict.into(), &mut self.out);
+                self.shared = None;
+                if let Ok(conn) = self.open(now) {
+                    self.shared = Some(conn);
+                }
+            }
+            Verdict::Evict(_) => {}
+        }
     }
 
     /// `send` when there is no shared connection: fail, wait for the
@@ -246,19 +328,25 @@ impl Client {
             // Paced by the backoff: wait for the next connection.
             cmd.encode(&mut self.staging);
             let cmd_bytes = self.staging.split().freeze();
+            let retries = command_name(&cmd_bytes).map_or(0, |n| self.config.retry.retries_for(n));
             self.held.push_back(Queued {
                 id,
                 cmd: cmd_bytes,
                 deadline,
                 kind: cmd.reply_kind(),
+                retries,
             });
             return;
         }
         match self.open(now) {
-            Ok(conn) => self
-                .shared
-                .insert(conn)
-                .send(id, cmd, deadline, &mut self.out),
+            Ok(conn) => send_on(
+                self.shared.insert(conn),
+                &self.config.retry,
+                id,
+                cmd,
+                deadline,
+                &mut self.out,
+            ),
             Err(reason) => self.fail(id, Error::Connection(reason)),
         }
     }
@@ -278,7 +366,8 @@ impl Client {
         }
         let lease = LeaseId(self.next_lease);
         self.next_lease += 1;
-        self.dedicated(now, Use::Leased(lease))?;
+        self.pool
+            .checkout(Use::Leased(lease), &mut ctx!(self, now))?;
         Ok(lease)
     }
 
@@ -292,13 +381,11 @@ impl Client {
     ) -> RequestId {
         let id = self.next_id();
         let deadline = self.deadline(now, cmd);
-        match self
-            .dedicated
-            .iter_mut()
-            .find(|d| d.use_ == Use::Leased(lease))
-        {
-            Some(d) => d.conn.send_tracked(id, cmd, deadline, &mut self.out),
-            None => self.fail(id, Error::Shutdown),
+        if self.pool.has_lease(lease) {
+            self.pool
+                .send(Use::Leased(lease), id, cmd, deadline, &mut self.out);
+        } else {
+            self.fail(id, Error::Shutdown);
         }
         id
     }
@@ -306,40 +393,20 @@ impl Client {
     /// Gives a leased connection back. It is kept for reuse only when it
     /// is clean: no transaction open (`MULTI`/`WATCH` without
     /// `EXEC`/`DISCARD`/`UNWATCH`) and no reply still due.
-    pub fn release(&mut self, _now: Instant, lease: LeaseId) {
-        let Some(i) = self
-            .dedicated
-            .iter()
-            .position(|d| d.use_ == Use::Leased(lease))
-        else {
-            return;
-        };
-        let d = &mut self.dedicated[i];
-        if d.conn.phase() == ConnPhase::Closed {
-            self.dedicated.swap_remove(i);
-            return;
-        }
-        if d.conn.in_transaction() || !d.conn.is_quiet() {
-            d.conn.close(CloseReason::Unclean, &mut self.out);
-            self.dedicated.swap_remove(i);
-            return;
-        }
-        d.use_ = Use::Idle;
-        self.trim_idle();
+    pub fn release(&mut self, now: Instant, lease: LeaseId) {
+        let refill = self.may_refill();
+        let mut ctx = ctx!(self, now);
+        self.pool.release(lease, &mut ctx);
+        self.pool.settle(&mut ctx, refill);
     }
 
     /// Forgets a request: no event will be reported for it. Its reply, if
     /// it was written already, is read and discarded.
     pub fn cancel(&mut self, id: RequestId) {
         self.held.retain(|q| q.id != id);
-        let conns = self
-            .shared
-            .iter_mut()
-            .chain(self.dedicated.iter_mut().map(|d| &mut d.conn));
-        for conn in conns {
-            if conn.cancel(id) {
-                break;
-            }
+        let cancelled = self.shared.as_mut().is_some_and(|c| c.cancel(id));
+        if !cancelled {
+            self.pool.cancel(id);
         }
         self.out
             .events
@@ -353,16 +420,13 @@ impl Client {
         self.shut_down = true;
         self.phase = Phase::ShutDown;
         self.reconnect_at = None;
-        let conns = self
-            .shared
-            .take()
-            .into_iter()
-            .chain(self.dedicated.drain(..).map(|d| d.conn));
         let mut unwritten = core::mem::take(&mut self.held);
-        for mut conn in conns {
+        if let Some(mut conn) = self.shared.take() {
             conn.close(CloseReason::Shutdown, &mut self.out);
             unwritten.extend(conn.take_unwritten());
+            unwritten.extend(conn.take_retries());
         }
+        unwritten.extend(self.pool.shutdown(&mut self.out));
         for q in unwritten {
             self.fail(q.id, Error::Shutdown);
         }
@@ -406,7 +470,7 @@ impl Client {
 
     /// The socket connected.
     pub fn handle_connected(&mut self, now: Instant, socket: SocketId) {
-        if let Some(conn) = find(&mut self.shared, &mut self.dedicated, socket) {
+        if let Some(conn) = find(&mut self.shared, &mut self.pool, socket) {
             conn.on_connected(now, &self.config.conn, &mut self.out);
         }
         self.settle(now);
@@ -414,7 +478,7 @@ impl Client {
 
     /// The socket could not connect.
     pub fn handle_connect_failed(&mut self, now: Instant, socket: SocketId, error: IoError) {
-        if let Some(conn) = find(&mut self.shared, &mut self.dedicated, socket) {
+        if let Some(conn) = find(&mut self.shared, &mut self.pool, socket) {
             conn.close(CloseReason::ConnectFailed(error), &mut self.out);
         }
         self.settle(now);
@@ -422,7 +486,7 @@ impl Client {
 
     /// Bytes arrived on the socket.
     pub fn handle_data(&mut self, now: Instant, socket: SocketId, data: &[u8]) {
-        if let Some(conn) = find(&mut self.shared, &mut self.dedicated, socket) {
+        if let Some(conn) = find(&mut self.shared, &mut self.pool, socket) {
             conn.on_data(now, data, &self.config.conn, &mut self.out);
         }
         self.settle(now);
@@ -430,7 +494,7 @@ impl Client {
 
     /// The peer closed the socket (a read returned 0 bytes).
     pub fn handle_eof(&mut self, now: Instant, socket: SocketId) {
-        if let Some(conn) = find(&mut self.shared, &mut self.dedicated, socket) {
+        if let Some(conn) = find(&mut self.shared, &mut self.pool, socket) {
             conn.close(CloseReason::Eof, &mut self.out);
         }
         self.settle(now);
@@ -438,10 +502,23 @@ impl Client {
 
     /// A read or write on the socket failed.
     pub fn handle_io_error(&mut self, now: Instant, socket: SocketId, error: IoError) {
-        if let Some(conn) = find(&mut self.shared, &mut self.dedicated, socket) {
+        if let Some(conn) = find(&mut self.shared, &mut self.pool, socket) {
             conn.close(CloseReason::Io(error), &mut self.out);
         }
         self.settle(now);
+    }
+
+    /// A probe ([`Effect::Probe`]) found nothing waiting on the socket:
+    /// what was read meanwhile was reported with `handle_data`, an EOF or an
+    /// error with `handle_eof` or `handle_io_error`.
+    pub fn handle_probe_done(&mut self, _now: Instant, socket: SocketId) {
+        if let Some(conn) = find(&mut self.shared, &mut self.pool, socket)
+            && conn.on_probe_done()
+        {
+            self.stats.probes_alive += 1;
+        }
+        // Nothing to settle: a probe that found nothing changes no state
+        // but the connection's own (what waited is now written).
     }
 
     /// The time is `now`. Calling it early or repeatedly is harmless.
@@ -449,16 +526,18 @@ impl Client {
         if let Some(conn) = &mut self.shared {
             conn.on_timeout(now, &mut self.out);
         }
-        for d in &mut self.dedicated {
-            d.conn.on_timeout(now, &mut self.out);
-        }
+        self.pool.on_timeout(&mut ctx!(self, now));
         let out = &mut self.out;
+        let error = self
+            .last_failure
+            .clone()
+            .map_or(Error::Timeout, Error::Connection);
         self.held.retain(|q| {
             let expired = q.deadline.is_some_and(|at| at <= now);
             if expired {
                 out.events.push_back(Event::Response {
                     id: q.id,
-                    result: Err(Error::Timeout),
+                    result: Err(error.clone()),
                 });
             }
             !expired
@@ -488,10 +567,7 @@ impl Client {
         if let Some(effect) = self.out.effects.pop_front() {
             return Some(effect);
         }
-        let conns = self
-            .shared
-            .iter_mut()
-            .chain(self.dedicated.iter_mut().map(|d| &mut d.conn));
+        let conns = self.shared.iter_mut().chain(self.pool.conns_mut());
         for conn in conns {
             if let Some(data) = conn.take_tx() {
                 return Some(Effect::Send {
@@ -512,10 +588,7 @@ impl Client {
     /// When to call [`Client::handle_timeout`] next, if ever.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let conns = self
-            .shared
-            .iter()
-            .chain(self.dedicated.iter().map(|d| &d.conn));
+        let conns = self.shared.iter();
         let held = self.held.iter().filter_map(|q| q.deadline);
         // The backoff only wakes the client when something waits for it.
         let reconnect = self
@@ -525,6 +598,7 @@ impl Client {
             .filter_map(Conn::next_timeout)
             .chain(held)
             .chain(reconnect)
+            .chain(self.pool.next_timeout(&self.config.pool))
             .min()
     }
 
@@ -546,10 +620,29 @@ impl Client {
     /// Open dedicated connections (blocking commands and leases).
     #[must_use]
     pub fn dedicated_connections(&self) -> usize {
-        self.dedicated
-            .iter()
-            .filter(|d| d.conn.phase() != ConnPhase::Closed)
+        self.pool
+            .conns()
+            .filter(|c| c.phase() != ConnPhase::Closed)
             .count()
+    }
+
+    /// What the pool holds and has done.
+    #[must_use]
+    pub fn pool_stats(&self) -> PoolStats {
+        let (open, idle, in_use, waiters) = self.pool.counts();
+        let shared = usize::from(
+            self.shared
+                .as_ref()
+                .is_some_and(|c| c.phase() != ConnPhase::Closed),
+        );
+        PoolStats {
+            open: open + shared,
+            idle,
+            in_use: in_use + shared,
+            waiters,
+            closed: self.out.closed.clone(),
+            ..self.stats.clone()
+        }
     }
 
     // ---- internals --------------------------------------------------------
@@ -577,43 +670,33 @@ impl Client {
         Some(now.saturating_add(timeout))
     }
 
+    /// Opens the shared connection.
     fn open(&mut self, now: Instant) -> Result<Conn, CloseReason> {
         self.failing = None;
-        let socket = SocketId(self.next_socket);
-        self.next_socket += 1;
-        let conn = Conn::new(socket, &self.config.conn, now)?;
-        self.out.effects.push_back(Effect::Connect {
-            socket,
-            address: self.config.conn.address.clone(),
-        });
-        Ok(conn)
+        self.shared_created = now;
+        ctx!(self, now).open()
     }
 
-    /// A dedicated connection put to `use_`: an idle one, or a new one.
-    fn dedicated(&mut self, now: Instant, use_: Use) -> Result<usize, Error> {
-        if let Some(i) = self.dedicated.iter().position(|d| d.use_ == Use::Idle) {
-            self.dedicated[i].use_ = use_;
-            return Ok(i);
-        }
-        if self.dedicated.len() >= self.config.max_dedicated {
-            return Err(Error::PoolExhausted);
-        }
-        let conn = self.open(now).map_err(Error::Connection)?;
-        self.dedicated.push(Dedicated { conn, use_ });
-        Ok(self.dedicated.len() - 1)
+    /// Whether the pool may open idle connections ahead: only while the
+    /// server is known to answer, never during a backoff.
+    fn may_refill(&self) -> bool {
+        self.phase == Phase::Established
+            && self.reconnect_at.is_none()
+            && self.gave_up.is_none()
+            && !self.shut_down
+            && self.is_connected()
     }
 
     /// After every input: moves held requests onto a connection that became
     /// ready, decides what follows a closed shared connection (the
-    /// reconnect policy), forgets closed connections (a closed leased one
-    /// stays until released, so that sends on it fail with its reason), and
-    /// returns dedicated connections whose blocking command is done.
+    /// reconnect policy), and lets the pool settle its connections.
     fn settle(&mut self, now: Instant) {
         if let Some(conn) = &mut self.shared {
             match conn.phase() {
                 ConnPhase::Ready if self.connected != Some(conn.socket()) => {
                     let renewed = self.connected.is_some();
                     self.connected = Some(conn.socket());
+                    self.last_failure = None;
                     self.phase = Phase::Established;
                     self.attempt = 0;
                     if renewed {
@@ -624,6 +707,9 @@ impl Client {
                             &mut self.out,
                         );
                     }
+                    // Mutation check (scripts/mutants.sh): held requests lost.
+                    #[cfg(redpoll_mutant = "drop_held_on_reconnect")]
+                    self.held.clear();
                     for q in self.held.drain(..) {
                         conn.requeue(q);
                     }
@@ -633,32 +719,9 @@ impl Client {
                 _ => {}
             }
         }
-        let mut freed = false;
-        let out = &mut self.out;
-        self.dedicated.retain_mut(|d| {
-            let closed = d.conn.phase() == ConnPhase::Closed;
-            if closed {
-                let error = Error::Connection(
-                    d.conn
-                        .close_reason()
-                        .cloned()
-                        .unwrap_or(CloseReason::Shutdown),
-                );
-                for q in d.conn.take_unwritten() {
-                    out.events.push_back(Event::Response {
-                        id: q.id,
-                        result: Err(error.clone()),
-                    });
-                }
-            }
-            if d.use_ == Use::Blocking && !closed && d.conn.is_quiet() {
-                d.use_ = Use::Idle;
-                freed = true;
-            }
-            !closed || matches!(d.use_, Use::Leased(_))
-        });
-        if freed {
-            self.trim_idle();
+        if !self.pool.is_empty() || self.config.pool.min_idle > 0 {
+            let refill = self.may_refill();
+            self.pool.settle(&mut ctx!(self, now), refill);
         }
     }
 
@@ -671,7 +734,19 @@ impl Client {
             .close_reason()
             .cloned()
             .unwrap_or(CloseReason::Shutdown);
-        self.held.extend(conn.take_unwritten());
+        if conn.is_probing() {
+            self.stats.probes_dead += 1;
+        }
+        self.last_failure = Some(reason.clone());
+        // Written requests that may go again first, then the never written
+        // (neither spent anything on a stale connection).
+        let retries = conn.take_retries();
+        self.stats.retries += retries.len() as u64;
+        let unwritten = conn.take_unwritten();
+        let held = core::mem::take(&mut self.held);
+        self.held.extend(retries);
+        self.held.extend(unwritten);
+        self.held.extend(held);
         let Some(class) = reconnect::classify(&reason) else {
             self.fail_held(&reason);
             return;
@@ -778,39 +853,36 @@ impl Client {
             self.fail(q.id, Error::Connection(reason.clone()));
         }
     }
-
-    /// Closes idle dedicated connections beyond the configured number.
-    fn trim_idle(&mut self) {
-        let mut idle = 0;
-        let max = self.config.max_idle_dedicated;
-        let out = &mut self.out;
-        self.dedicated.retain_mut(|d| {
-            if d.use_ != Use::Idle {
-                return true;
-            }
-            idle += 1;
-            if idle <= max {
-                return true;
-            }
-            d.conn.close(CloseReason::Surplus, out);
-            false
-        });
-    }
 }
 
 /// The connection of `socket`, if it is still the client's.
 fn find<'a>(
     shared: &'a mut Option<Conn>,
-    dedicated: &'a mut [Dedicated],
+    pool: &'a mut Pool,
     socket: SocketId,
 ) -> Option<&'a mut Conn> {
     if let Some(conn) = shared.as_mut().filter(|c| c.socket() == socket) {
         return Some(conn);
     }
-    dedicated
-        .iter_mut()
-        .map(|d| &mut d.conn)
-        .find(|c| c.socket() == socket)
+    pool.find(socket)
+}
+
+/// Sends on the shared connection, keeping the command for a retry when
+/// the policy has any.
+#[inline]
+fn send_on<C: Command + ?Sized>(
+    conn: &mut Conn,
+    retry: &RetryPolicy,
+    id: RequestId,
+    cmd: &C,
+    deadline: Option<Instant>,
+    out: &mut Outputs,
+) {
+    if retry.attempts == 0 {
+        conn.send(id, cmd, deadline, out);
+    } else {
+        conn.send_retriable(id, cmd, deadline, retry, out);
+    }
 }
 
 /// Subscribes a new shared connection to everything the previous one was

@@ -95,3 +95,113 @@ impl<C: Command + ?Sized> Command for &C {
         (**self).reply_kind()
     }
 }
+
+/// Whether the command named `name` (any case) only reads: sending it again
+/// after its connection failed cannot change anything. Unknown commands are
+/// taken as writes.
+#[must_use]
+pub fn is_read_only(name: &[u8]) -> bool {
+    let mut upper = [0u8; 24];
+    let Some(buf) = upper.get_mut(..name.len()) else {
+        return false;
+    };
+    for (dst, src) in buf.iter_mut().zip(name) {
+        *dst = src.to_ascii_uppercase();
+    }
+    READ_ONLY.binary_search(&&*buf).is_ok()
+}
+
+/// Read-only commands, sorted (a test checks the order).
+const READ_ONLY: &[&[u8]] = &[
+    b"BITCOUNT",
+    b"BITPOS",
+    b"DBSIZE",
+    b"DUMP",
+    b"ECHO",
+    b"EXISTS",
+    b"EXPIRETIME",
+    b"GEODIST",
+    b"GEOHASH",
+    b"GEOPOS",
+    b"GEOSEARCH",
+    b"GET",
+    b"GETBIT",
+    b"GETRANGE",
+    b"HEXISTS",
+    b"HGET",
+    b"HGETALL",
+    b"HKEYS",
+    b"HLEN",
+    b"HMGET",
+    b"HRANDFIELD",
+    b"HSCAN",
+    b"HSTRLEN",
+    b"HVALS",
+    b"KEYS",
+    b"LCS",
+    b"LINDEX",
+    b"LLEN",
+    b"LPOS",
+    b"LRANGE",
+    b"MGET",
+    b"PEXPIRETIME",
+    b"PFCOUNT",
+    b"PING",
+    b"PTTL",
+    b"RANDOMKEY",
+    b"SCAN",
+    b"SCARD",
+    b"SDIFF",
+    b"SINTER",
+    b"SINTERCARD",
+    b"SISMEMBER",
+    b"SMEMBERS",
+    b"SMISMEMBER",
+    b"SRANDMEMBER",
+    b"SSCAN",
+    b"STRLEN",
+    b"SUBSTR",
+    b"SUNION",
+    b"TTL",
+    b"TYPE",
+    b"XLEN",
+    b"XPENDING",
+    b"XRANGE",
+    b"XREVRANGE",
+    b"ZCARD",
+    b"ZCOUNT",
+    b"ZDIFF",
+    b"ZINTER",
+    b"ZINTERCARD",
+    b"ZLEXCOUNT",
+    b"ZMSCORE",
+    b"ZRANDMEMBER",
+    b"ZRANGE",
+    b"ZRANGEBYLEX",
+    b"ZRANGEBYSCORE",
+    b"ZRANK",
+    b"ZREVRANGE",
+    b"ZREVRANGEBYLEX",
+    b"ZREVRANGEBYSCORE",
+    b"ZREVRANK",
+    b"ZSCAN",
+    b"ZSCORE",
+    b"ZUNION",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_only_table_is_sorted_and_matched_in_any_case() {
+        assert!(READ_ONLY.windows(2).all(|w| w[0] < w[1]));
+        assert!(is_read_only(b"get"));
+        assert!(is_read_only(b"ZRevRangeByScore"));
+        assert!(!is_read_only(b"SET"));
+        assert!(!is_read_only(b"INCR"));
+        assert!(!is_read_only(b"EVAL"));
+        assert!(!is_read_only(b"a-command-name-longer-than-the-buffer"));
+        assert!(!is_read_only(b""));
+    }
+}

@@ -194,6 +194,10 @@ pub enum CloseReason {
     Unclean,
     /// An idle connection beyond the number kept open.
     Surplus,
+    /// An idle connection unused for longer than the pool's idle timeout.
+    IdleTimeout,
+    /// A connection older than the pool's maximum lifetime.
+    Lifetime,
 }
 
 impl fmt::Display for CloseReason {
@@ -211,6 +215,8 @@ impl fmt::Display for CloseReason {
             Self::Stalled => f.write_str("no data from the server after a request timed out"),
             Self::Unclean => f.write_str("released in an unknown state"),
             Self::Surplus => f.write_str("idle connection not needed"),
+            Self::IdleTimeout => f.write_str("idle for longer than the pool's idle timeout"),
+            Self::Lifetime => f.write_str("older than the pool's maximum lifetime"),
         }
     }
 }

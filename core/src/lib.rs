@@ -64,8 +64,14 @@
 //!   adapter never closes a socket on its own, it reports EOF and errors and
 //!   waits for the `Close`.
 //! - [`Effect::Probe`]: look at the socket without blocking and report what
-//!   is there with the `handle_*` calls; bytes read are fed to the core,
-//!   never thrown away.
+//!   is there: bytes with `handle_data` (fed to the core, never thrown
+//!   away; the core asks again), an EOF or error with `handle_eof` or
+//!   `handle_io_error`, nothing waiting with
+//!   [`Client::handle_probe_done`]. Requests wait, unwritten, for the
+//!   answer, so answer at once (before polling further effects) if you can.
+//!   A core that is never answered holds those requests until their
+//!   deadline: set [`pool::PoolConfig::probe_after`] to `None` if your
+//!   runtime cannot look at a socket without blocking.
 //!
 //! Dropping a client with open sockets: call [`Client::shutdown`] and carry
 //! out the resulting effects (TLS connections get a close_notify) first.
@@ -86,6 +92,8 @@
 //! - [`conn`]: one socket's machine: handshake with one deadline, TLS,
 //!   pipelining.
 //! - [`client`]: the top machine adapters drive.
+//! - [`pool`]: the connections to one node: checkout, probes, eviction,
+//!   waiters, retries, statistics.
 //! - [`reconnect`]: error classes, phases, the reconnect decision, backoff.
 //! - [`time`]: [`Instant`], [`Duration`] and the one [`Timer`] enum.
 //! - [`url`]: configuration from `redis://`, `rediss://` and `unix://` URLs
@@ -119,6 +127,7 @@ pub mod conn;
 mod error;
 mod id;
 mod io;
+pub mod pool;
 pub mod reconnect;
 pub mod resp;
 pub mod time;

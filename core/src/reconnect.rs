@@ -137,11 +137,15 @@ impl Default for ReconnectPolicy {
 }
 
 /// The class of a close reason; `None` for closes that are not failures
-/// (shutdown, a surplus or unclean pooled connection).
+/// (shutdown, a pooled connection the pool closed).
 #[must_use]
 pub const fn classify(reason: &CloseReason) -> Option<ErrorClass> {
     Some(match reason {
-        CloseReason::Shutdown | CloseReason::Surplus | CloseReason::Unclean => return None,
+        CloseReason::Shutdown
+        | CloseReason::Surplus
+        | CloseReason::Unclean
+        | CloseReason::IdleTimeout
+        | CloseReason::Lifetime => return None,
         CloseReason::ConnectFailed(_)
         | CloseReason::Io(_)
         | CloseReason::Eof
@@ -173,6 +177,11 @@ pub fn decide(
     jitter: &mut Jitter,
 ) -> Decision {
     if phase == Phase::ShutDown || policy.max_attempts.is_some_and(|max| attempt >= max) {
+        return Decision::GiveUp;
+    }
+    // Mutation check (scripts/mutants.sh): the bug of invariant I5.
+    #[cfg(redpoll_mutant = "give_up_after_denied")]
+    if class == ErrorClass::SecurityOrConfig {
         return Decision::GiveUp;
     }
     if phase == Phase::NeverConnected
@@ -297,6 +306,8 @@ mod tests {
             (CloseReason::Shutdown, None),
             (CloseReason::Surplus, None),
             (CloseReason::Unclean, None),
+            (CloseReason::IdleTimeout, None),
+            (CloseReason::Lifetime, None),
         ];
         for (reason, class) in cases {
             assert_eq!(classify(&reason), class, "{reason:?}");

@@ -1226,8 +1226,7 @@ mod tests {
         let client = config.client_config();
         assert_eq!(client.response_timeout, ms(250));
         let defaults = ClientConfig::new(ConnConfig::new(Address::tcp("h", 1)));
-        assert_eq!(client.max_dedicated, defaults.max_dedicated);
-        assert_eq!(client.max_idle_dedicated, defaults.max_idle_dedicated);
+        assert_eq!(client.pool, defaults.pool);
         let conn = client.conn;
         assert_eq!(conn.address, Address::tcp("h", 1));
         assert_eq!(conn.protocol, Protocol::Resp2);

@@ -884,7 +884,8 @@ fn a_lease_whose_connection_died_fails_every_later_send_with_the_reason() {
 #[test]
 fn the_pool_of_dedicated_connections_is_bounded() {
     let mut cfg = ClientConfig::new(config());
-    cfg.max_dedicated = 2;
+    cfg.pool.max_size = 2;
+    cfg.pool.max_waiters = 0;
     let mut w = World::new(Client::new(cfg), blocking_peer);
     let a = w.client.send(w.now, &cmd::blpop(["q"], 0.0));
     let b = w.client.send(w.now, &cmd::blpop(["q"], 0.0));

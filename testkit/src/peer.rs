@@ -192,6 +192,19 @@ impl Peer {
         }
     }
 
+    /// Sends a TLS 1.3 `KeyUpdate`: a record with no application data, as
+    /// a server may send on an idle connection (plain peers: nothing).
+    ///
+    /// # Panics
+    ///
+    /// When rustls refuses (the handshake is not done).
+    pub fn key_update(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            tls.refresh_traffic_keys().expect("key update");
+        }
+        self.flush_tls();
+    }
+
     fn write_plain(&mut self, bytes: &[u8]) {
         match &mut self.tls {
             Some(tls) => {

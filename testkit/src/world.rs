@@ -156,7 +156,14 @@ impl World {
                 self.closes.entry(socket).or_default().push(reason);
                 self.peers.remove(&socket);
             }
-            Effect::Probe { .. } => {}
+            // Like an adapter's non-blocking read: whatever is waiting is
+            // delivered (an EOF included), then the probe is answered.
+            Effect::Probe { socket } => {
+                self.deliver_from(socket);
+                if self.peers.contains_key(&socket) {
+                    self.client.handle_probe_done(self.now, socket);
+                }
+            }
         }
     }
 

@@ -134,7 +134,42 @@ async fn blocking_resolve(host: String, port: u16) -> io::Result<Vec<std::net::S
         .unwrap_or_else(|_| Err(io::Error::other("resolver thread failed")))
 }
 
+/// Reads the socket without blocking until nothing is waiting, feeding
+/// the core; whether the socket is done (EOF or error reported).
+fn probe(stream: &Stream, buf: &mut [u8], state: &mut State, socket: SocketId) -> bool {
+    loop {
+        match stream.try_read(buf) {
+            Ok(0) => {
+                state.core.handle_eof(state.now(), socket);
+                return true;
+            }
+            Ok(n) => state.core.handle_data(state.now(), socket, &buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                state.core.handle_probe_done(state.now(), socket);
+                return false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                state
+                    .core
+                    .handle_io_error(state.now(), socket, io_error(&e));
+                return true;
+            }
+        }
+    }
+}
+
 impl Stream {
+    /// A read that does not wait: the socket is non-blocking.
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::io::Read;
+        match self {
+            Self::Tcp(s) => s.get_ref().read(buf),
+            #[cfg(unix)]
+            Self::Unix(s) => s.get_ref().read(buf),
+        }
+    }
+
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         match self {
             Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
@@ -212,9 +247,15 @@ impl Driver {
                         stream.shutdown();
                     }
                 }
-                // Idle sockets are read continuously, so the core learns of
-                // EOF without asking; a probe has nothing to add.
-                Effect::Probe { .. } => {}
+                // Sockets are read continuously, but a request may come
+                // before the driver has read an EOF already there: look now.
+                Effect::Probe { socket } => {
+                    if let Some(Socket::Open { stream, done, .. }) = self.sockets.get_mut(&socket)
+                        && !*done
+                    {
+                        *done = probe(stream, &mut self.buf, &mut *state, socket);
+                    }
+                }
             }
         }
         moved

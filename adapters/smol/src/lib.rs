@@ -108,6 +108,13 @@ impl Client {
         self.shared().lock().core.is_connected()
     }
 
+    /// What the pool holds (open, idle, in use, waiting) and has done
+    /// (connections created and closed by reason, probes, retries).
+    #[must_use]
+    pub fn pool_stats(&self) -> redpoll_core::pool::PoolStats {
+        self.shared().lock().core.pool_stats()
+    }
+
     /// Connects now if not connected, and waits until the connection has
     /// finished its handshake.
     ///
@@ -722,7 +729,23 @@ impl Builder {
     /// Most dedicated connections (blocking commands, transactions).
     #[must_use]
     pub const fn max_dedicated(mut self, n: usize) -> Self {
-        self.config.max_dedicated = n;
+        self.config.pool.max_size = n;
+        self
+    }
+
+    /// The pool of dedicated connections and the liveness rules of every
+    /// connection: sizes, idle timeout, lifetime, probes, waiters.
+    #[must_use]
+    pub fn pool(mut self, pool: redpoll_core::pool::PoolConfig) -> Self {
+        self.config.pool = pool;
+        self
+    }
+
+    /// Which requests are sent again after their connection failed
+    /// (default: none).
+    #[must_use]
+    pub const fn retry(mut self, retry: redpoll_core::pool::RetryPolicy) -> Self {
+        self.config.retry = retry;
         self
     }
 

@@ -86,13 +86,27 @@ impl Builder {
     /// The most dedicated connections (blocking commands, transactions)
     /// open at once.
     pub const fn max_dedicated(mut self, n: usize) -> Self {
-        self.config.max_dedicated = n;
+        self.config.pool.max_size = n;
         self
     }
 
     /// How many idle dedicated connections are kept for reuse.
     pub const fn max_idle_dedicated(mut self, n: usize) -> Self {
-        self.config.max_idle_dedicated = n;
+        self.config.pool.max_idle = n;
+        self
+    }
+
+    /// The pool of dedicated connections and the liveness rules of every
+    /// connection: sizes, idle timeout, lifetime, probes, waiters.
+    pub fn pool(mut self, pool: redpoll_core::pool::PoolConfig) -> Self {
+        self.config.pool = pool;
+        self
+    }
+
+    /// Which requests are sent again after their connection failed
+    /// (default: none).
+    pub const fn retry(mut self, retry: redpoll_core::pool::RetryPolicy) -> Self {
+        self.config.retry = retry;
         self
     }
 

@@ -345,8 +345,7 @@ impl State {
                 Effect::Connect { socket, address } => self.connect(socket, address),
                 Effect::Send { socket, data } => self.write(socket, &data),
                 Effect::Close { socket, reason } => self.close(socket, &reason),
-                // The core has no pool health checks yet; it never asks.
-                Effect::Probe { .. } => {}
+                Effect::Probe { socket } => self.probe(socket),
             }
         }
         while let Some(event) = self.core.poll_event() {
@@ -415,6 +414,24 @@ impl State {
         if let Err(e) = stream.write_all(data) {
             let now = self.now();
             self.core.handle_io_error(now, socket, io_error(&e));
+        }
+    }
+
+    /// Peeks at the socket without blocking (its reader thread may be in
+    /// `read` on it). Bytes waiting are left to the reader, which feeds
+    /// them to the core; the core then asks again.
+    fn probe(&mut self, socket: SocketId) {
+        let Some(Socket::Open(stream)) = self.sockets.get(&socket) else {
+            return;
+        };
+        let now = self.now();
+        match stream.peek_nonblocking() {
+            Ok(0) => self.core.handle_eof(now, socket),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                self.core.handle_probe_done(now, socket);
+            }
+            Err(e) => self.core.handle_io_error(now, socket, io_error(&e)),
         }
     }
 
@@ -646,6 +663,26 @@ impl Stream {
             #[cfg(unix)]
             Self::Unix(s) => s.set_write_timeout(Some(timeout)),
         }
+    }
+
+    /// How many bytes wait on the socket (0: EOF), without taking them and
+    /// without blocking: `WouldBlock` when none.
+    #[cfg(unix)]
+    fn peek_nonblocking(&self) -> io::Result<usize> {
+        use rustix::net::{RecvFlags, recv};
+        let mut byte = [0u8; 1];
+        let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
+        let peeked = match self {
+            Self::Tcp(s) => recv(s, &mut byte, flags),
+            Self::Unix(s) => recv(s, &mut byte, flags),
+        };
+        peeked.map(|(n, _)| n).map_err(io::Error::from)
+    }
+
+    /// Without a non-blocking peek, a probe finds nothing.
+    #[cfg(not(unix))]
+    fn peek_nonblocking(&self) -> io::Result<usize> {
+        Err(ErrorKind::WouldBlock.into())
     }
 
     fn shutdown(&self) -> io::Result<()> {

@@ -276,6 +276,13 @@ impl Client {
     pub fn shutdown(&self) {
         self.shared.shutdown();
     }
+
+    /// What the pool holds (open, idle, in use, waiting) and has done
+    /// (connections created and closed by reason, probes, retries).
+    #[must_use]
+    pub fn pool_stats(&self) -> redpoll_core::pool::PoolStats {
+        self.shared.lock().core.pool_stats()
+    }
 }
 
 /// Sends a pipeline's commands back to back and decodes the replies.

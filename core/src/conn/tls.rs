@@ -246,8 +246,13 @@ impl Session {
             .or(host)
             .ok_or_else(|| config_error("TLS needs a server name"))?;
         let name = ServerName::try_from(String::from(name)).map_err(config_error)?;
-        let tls = rustls::ClientConnection::new(config.config.clone(), name)
+        let mut tls = rustls::ClientConnection::new(config.config.clone(), name)
             .map_err(|e| tls_error(&e))?;
+        // Plaintext written is flushed into the connection's own output
+        // buffer at once, so rustls needs no limit of its own; with its
+        // default (64 KiB) a large batch (a pipeline written after a probe)
+        // would be cut short.
+        tls.set_buffer_limit(None);
         Ok(Self { tls })
     }
 
@@ -283,7 +288,8 @@ impl Session {
 
     /// Encrypts `plain` for sending (buffered until the handshake is done).
     pub(crate) fn write(&mut self, plain: &[u8]) {
-        // Writing into rustls's own buffer cannot fail short of memory.
+        // Writing into rustls's own buffer, unlimited, cannot fail short of
+        // memory.
         let _ = self.tls.writer().write_all(plain);
     }
 

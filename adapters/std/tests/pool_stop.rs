@@ -1,0 +1,62 @@
+//! A server stopped for good: commands fail with a clear connection error
+//! within their deadline, and the pool holds no socket afterwards (file
+//! descriptors counted; a binary of its own, so that no other test opens
+//! descriptors meanwhile).
+
+use std::time::{Duration, Instant};
+
+use redpoll_std::core::pool::PoolConfig;
+use redpoll_std::core::{CloseReason, Error as CoreError};
+use redpoll_std::{Client, Error, cmd};
+use redpoll_testkit::server::{RedisServer, ServerOptions, count_open_fds};
+
+#[test]
+fn a_server_gone_for_good_fails_commands_in_time_and_leaves_no_socket() {
+    let mut server = RedisServer::start(ServerOptions::new()).unwrap();
+    let before = count_open_fds();
+    let deadline = Duration::from_millis(500);
+    let client = Client::builder(&server.url())
+        .unwrap()
+        .pool(PoolConfig {
+            min_idle: 4,
+            ..PoolConfig::default()
+        })
+        .response_timeout(Some(deadline))
+        .build()
+        .unwrap();
+    client.wait_connected(Duration::from_secs(5)).unwrap();
+    client.run(cmd::set("k", "v")).unwrap();
+    server.stop();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let result = client.run(cmd::get("k"));
+        let took = started.elapsed();
+        match &result {
+            Err(Error::Connection(CoreError::Connection(
+                CloseReason::Eof | CloseReason::ConnectFailed(_) | CloseReason::Io(_),
+            ))) => {}
+            other => panic!("expected a connection error, got {other:?}"),
+        }
+        assert!(
+            result.unwrap_err().to_string().contains("connection"),
+            "the message says what failed"
+        );
+        assert!(took < deadline + Duration::from_millis(300), "{took:?}");
+    }
+    let stats = client.pool_stats();
+    // No pooled connection; at most the shared one's reconnect attempt.
+    assert_eq!(stats.idle, 0, "{stats:?}");
+    assert!(stats.open <= 1, "{stats:?}");
+    // At most the one reconnect attempt under way holds a descriptor.
+    let during = count_open_fds();
+    assert!(
+        during <= before + 1,
+        "{before} descriptors before, {during} now"
+    );
+    drop(client);
+    let end = Instant::now() + Duration::from_secs(5);
+    while count_open_fds() > before {
+        assert!(Instant::now() < end, "descriptors left after the client");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
