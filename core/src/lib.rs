@@ -92,6 +92,9 @@
 //! - [`conn`]: one socket's machine: handshake with one deadline, TLS,
 //!   pipelining.
 //! - [`client`]: the top machine adapters drive.
+//! - [`cluster`]: hash slots, [`cluster::NodeKey`] and its one
+//!   canonicalizer, topology from `CLUSTER SHARDS`/`SLOTS`, redirect
+//!   resolution as a total function, key positions for routing.
 //! - [`pool`]: the connections to one node: checkout, probes, eviction,
 //!   waiters, retries, statistics.
 //! - [`reconnect`]: error classes, phases, the reconnect decision, backoff.
@@ -121,6 +124,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod client;
+pub mod cluster;
 pub mod cmd;
 pub mod command;
 pub mod conn;

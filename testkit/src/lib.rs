@@ -7,8 +7,11 @@
 //!   with the open/close accounting every test checks.
 //! - [`server`]: real `redis-server` processes on loopback (plain, TLS,
 //!   unix socket), killed when dropped.
+//! - [`cluster`]: a real Redis Cluster of those servers (`redis-cli --cluster
+//!   create`), with slot migration, resharding and failover for the tests.
 
 pub mod certs;
+pub mod cluster;
 pub mod fake;
 pub mod peer;
 pub mod server;
