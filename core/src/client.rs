@@ -460,6 +460,12 @@ impl Client {
             .is_some_and(|c| c.phase() == ConnPhase::Ready)
     }
 
+    /// The one deadline of TCP connect + TLS + the server handshake.
+    #[must_use]
+    pub const fn handshake_timeout(&self) -> Duration {
+        self.config.conn.handshake_timeout
+    }
+
     /// The phase of the reconnect machine.
     #[must_use]
     pub const fn reconnect_phase(&self) -> Phase {

@@ -128,6 +128,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod command;
 pub mod conn;
+mod machine;
 mod error;
 mod id;
 mod io;
@@ -143,5 +144,6 @@ pub use error::{
 };
 pub use id::{LeaseId, RequestId, SocketId};
 pub use io::{Address, CloseReason, Effect, Event, IoError};
+pub use machine::Machine;
 pub use time::{Duration, Instant, Timer};
 pub use url::{UrlConfig, UrlError};

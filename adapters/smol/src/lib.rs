@@ -78,7 +78,7 @@ impl Client {
     /// A client and its driver, to spawn on the executor of your choice.
     pub fn with_driver(config: ClientConfig) -> (Self, Driver) {
         let config = seeded(config);
-        let shared = Arc::new(Shared::new(redpoll_core::Client::new(config)));
+        let shared = Arc::new(Shared::new(redpoll_core::Client::new(config).into()));
         let driver = Driver::new(shared.clone());
         (
             Self {

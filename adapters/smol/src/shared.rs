@@ -10,7 +10,7 @@ use std::time::Instant as StdInstant;
 use bytes::Bytes;
 use redpoll_core::cmd::PushMessage;
 use redpoll_core::resp::Frame;
-use redpoll_core::{Client as Core, Instant, RequestId};
+use redpoll_core::{Instant, Machine as Core, RequestId};
 
 /// Hashes request ids, which are distinct counters: a multiply spreads
 /// them well enough, and costs far less than the default SipHash on every

@@ -205,7 +205,7 @@ impl Builder {
         config
             .reconnect
             .seed_unless_chosen(nanos ^ u64::from(std::process::id()).rotate_left(32));
-        let core = redpoll_core::Client::new(config);
+        let core = redpoll_core::Client::new(config).into();
         Client {
             shared: Shared::new(core, self.write_timeout),
         }

@@ -67,7 +67,7 @@ pub(crate) struct Shared {
 
 /// The core and what the adapter keeps beside it.
 pub(crate) struct State {
-    pub(crate) core: redpoll_core::Client,
+    pub(crate) core: redpoll_core::Machine,
     /// For the threads the driver starts.
     me: Weak<Shared>,
     /// The origin of the core's clock.
@@ -108,7 +108,7 @@ enum Socket {
 }
 
 impl Shared {
-    pub(crate) fn new(core: redpoll_core::Client, write_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn new(core: redpoll_core::Machine, write_timeout: Duration) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             state: Mutex::new(State {
                 core,
@@ -393,7 +393,7 @@ impl State {
         let me = self.me.clone();
         // The core enforces the handshake deadline; this only bounds the
         // thread.
-        let timeout = self.core.config().conn.handshake_timeout;
+        let timeout = self.core.handshake_timeout();
         let write_timeout = self.write_timeout;
         let spawned = thread::Builder::new()
             .name("redpoll-connect".into())

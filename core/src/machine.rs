@@ -1,0 +1,105 @@
+//! One type for adapters to drive: the client of one server, or of a
+//! Redis Cluster.
+//!
+//! Both machines follow the same driving contract (see the [crate
+//! docs](crate)), so an adapter holds a [`Machine`] and never needs to know
+//! which one it drives; the command API on top is the same.
+
+use crate::client::Client;
+use crate::command::Command;
+use crate::error::Error;
+use crate::id::{LeaseId, RequestId, SocketId};
+use crate::io::{Effect, Event, IoError};
+use crate::pool::PoolStats;
+use crate::reconnect::Phase;
+use crate::time::{Duration, Instant};
+
+/// A client machine: of one server ([`Client`]) or of a cluster.
+#[derive(Debug)]
+pub enum Machine {
+    /// One server.
+    Node(Client),
+}
+
+impl From<Client> for Machine {
+    fn from(client: Client) -> Self {
+        Self::Node(client)
+    }
+}
+
+/// Forwards methods to whichever machine this is: `mut` ones take
+/// `&mut self`, `ref` ones `&self`.
+macro_rules! forward {
+    ($(
+        $(#[$doc:meta])*
+        $kind:ident fn $name:ident $(<$g:ident: $bound:path>)? ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?;
+    )*) => {$(
+        forward!(@one $kind $(#[$doc])* $name [$($g: $bound)?] ($($arg: $ty),*) $(-> $ret)?);
+    )*};
+    (@one mut $(#[$doc:meta])* $name:ident [$($g:ident: $bound:path)?] ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?) => {
+        $(#[$doc])*
+        #[inline]
+        pub fn $name $(<$g: $bound + ?Sized>)? (&mut self $(, $arg: $ty)*) $(-> $ret)? {
+            match self {
+                Self::Node(m) => m.$name($($arg),*),
+            }
+        }
+    };
+    (@one ref $(#[$doc:meta])* $name:ident [$($g:ident: $bound:path)?] ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?) => {
+        $(#[$doc])*
+        #[inline]
+        #[must_use]
+        pub fn $name $(<$g: $bound + ?Sized>)? (&self $(, $arg: $ty)*) $(-> $ret)? {
+            match self {
+                Self::Node(m) => m.$name($($arg),*),
+            }
+        }
+    };
+}
+
+impl Machine {
+    forward! {
+        /// [`Client::send`].
+        mut fn send<C: Command>(now: Instant, cmd: &C) -> RequestId;
+        /// [`Client::cancel`].
+        mut fn cancel(id: RequestId);
+        /// [`Client::shutdown`].
+        mut fn shutdown(now: Instant);
+        /// [`Client::connect`].
+        mut fn connect(now: Instant);
+        /// [`Client::is_connected`].
+        ref fn is_connected() -> bool;
+        /// [`Client::lease`].
+        mut fn lease(now: Instant) -> Result<LeaseId, Error>;
+        /// [`Client::send_leased`].
+        mut fn send_leased<C: Command>(now: Instant, lease: LeaseId, cmd: &C) -> RequestId;
+        /// [`Client::release`].
+        mut fn release(now: Instant, lease: LeaseId);
+        /// [`Client::handle_connected`].
+        mut fn handle_connected(now: Instant, socket: SocketId);
+        /// [`Client::handle_connect_failed`].
+        mut fn handle_connect_failed(now: Instant, socket: SocketId, error: IoError);
+        /// [`Client::handle_data`].
+        mut fn handle_data(now: Instant, socket: SocketId, data: &[u8]);
+        /// [`Client::handle_eof`].
+        mut fn handle_eof(now: Instant, socket: SocketId);
+        /// [`Client::handle_io_error`].
+        mut fn handle_io_error(now: Instant, socket: SocketId, error: IoError);
+        /// [`Client::handle_probe_done`].
+        mut fn handle_probe_done(now: Instant, socket: SocketId);
+        /// [`Client::handle_timeout`].
+        mut fn handle_timeout(now: Instant);
+        /// [`Client::poll_effect`].
+        mut fn poll_effect() -> Option<Effect>;
+        /// [`Client::poll_event`].
+        mut fn poll_event() -> Option<Event>;
+        /// [`Client::poll_timeout`].
+        ref fn poll_timeout() -> Option<Instant>;
+        /// [`Client::pool_stats`].
+        ref fn pool_stats() -> PoolStats;
+        /// [`Client::reconnect_phase`].
+        ref fn reconnect_phase() -> Phase;
+        /// [`Client::handshake_timeout`].
+        ref fn handshake_timeout() -> Duration;
+    }
+}
