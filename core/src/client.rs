@@ -61,6 +61,10 @@ macro_rules! ctx {
             out: &mut $self.out,
             stats: &mut $self.stats,
             now: $now,
+            backoff: $self
+                .reconnect_at
+                .filter(|at| $now < *at)
+                .and($self.last_failure.as_ref()),
         }
     };
 }
@@ -719,6 +723,7 @@ impl Client {
                     for q in self.held.drain(..) {
                         conn.requeue(q);
                     }
+                    self.pool.resume();
                     self.out.events.push_back(Event::Status(Status::Connected));
                 }
                 ConnPhase::Closed => self.shared_closed(now),

@@ -358,6 +358,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) out: &'a mut Outputs,
     pub(crate) stats: &'a mut PoolStats,
     pub(crate) now: Instant,
+    /// Set while the client waits out its reconnect backoff: why its
+    /// connection failed. No new connection is opened meanwhile.
+    pub(crate) backoff: Option<&'a CloseReason>,
 }
 
 impl Ctx<'_> {
@@ -387,7 +390,15 @@ impl Ctx<'_> {
 pub(crate) struct Pool {
     conns: Vec<Pooled>,
     waiters: VecDeque<Waiter>,
+    /// After a connection failed before its handshake finished: until
+    /// when no new connection is opened, and why (callers that would need
+    /// one fail with it at once: no reconnect storm).
+    paused: Option<(Instant, CloseReason)>,
 }
+
+/// How long the pool opens no connection after one failed before it ever
+/// worked.
+const PAUSE: Duration = Duration::from_secs(1);
 
 impl Pool {
     /// Puts a connection to `use_`: an idle one (after the checkout
@@ -411,12 +422,14 @@ impl Pool {
                 }
             }
         }
-        if self.conns.len() < ctx.pool.max_size {
+        let paused = self.pause(ctx);
+        if self.conns.len() < ctx.pool.max_size && paused.is_none() {
             self.open(use_, ctx).map_err(Error::Connection)?;
             return Ok(true);
         }
+        // Full, or no new connection for now: wait for one.
         if self.waiters.len() >= ctx.pool.max_waiters {
-            return Err(Error::PoolExhausted);
+            return Err(paused.map_or(Error::PoolExhausted, Error::Connection));
         }
         self.waiters.push_back(Waiter {
             use_,
@@ -425,6 +438,21 @@ impl Pool {
             expired: false,
         });
         Ok(false)
+    }
+
+    /// Why no connection may be opened now, if so: the client's backoff
+    /// after its own connection failed, or the pool's pause.
+    fn pause(&mut self, ctx: &Ctx<'_>) -> Option<CloseReason> {
+        if let Some(reason) = ctx.backoff {
+            return Some(reason.clone());
+        }
+        match &self.paused {
+            Some((until, reason)) if ctx.now < *until => Some(reason.clone()),
+            _ => {
+                self.paused = None;
+                None
+            }
+        }
     }
 
     fn open(&mut self, use_: Use, ctx: &mut Ctx<'_>) -> Result<(), CloseReason> {
@@ -498,7 +526,12 @@ impl Pool {
         if p.conn.phase() == Phase::Closed {
             self.conns.swap_remove(i);
         } else if p.conn.in_transaction() || !p.conn.is_quiet() {
+            // Its requests still waiting (behind a handshake or a probe)
+            // end too: every request completes once.
             p.conn.close(CloseReason::Unclean, ctx.out);
+            for q in p.conn.take_unwritten() {
+                fail(ctx.out, q.id, Error::Connection(CloseReason::Unclean));
+            }
             self.conns.swap_remove(i);
         } else {
             p.use_ = Use::Idle;
@@ -551,6 +584,9 @@ impl Pool {
     /// The client settles the pool afterwards.
     pub(crate) fn on_timeout(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now;
+        if self.paused.as_ref().is_some_and(|(until, _)| *until <= now) {
+            self.paused = None;
+        }
         for p in &mut self.conns {
             p.conn.on_timeout(now, ctx.out);
             if p.use_ == Use::Idle
@@ -595,7 +631,19 @@ impl Pool {
             let requests = w.queue.iter().filter_map(|q| q.deadline);
             core::iter::once(w.deadline).chain(requests)
         });
-        conns.chain(idle).chain(waiters).min()
+        // The end of a pause, to serve the waiters it held up.
+        let pause = self
+            .paused
+            .as_ref()
+            .filter(|_| !self.waiters.is_empty())
+            .map(|(until, _)| *until);
+        conns.chain(idle).chain(waiters).chain(pause).min()
+    }
+
+    /// A connection to the node finished its handshake: the node answers,
+    /// the pause is over.
+    pub(crate) fn resume(&mut self) {
+        self.paused = None;
     }
 
     /// After every input: forgets closed connections (moving their users on
@@ -619,11 +667,19 @@ impl Pool {
             ctx.stats.retries += retries.len() as u64;
             queued.extend(retries);
             let untouched = p.conn.written() == p.written_at_checkout;
+            if !p.conn.was_ready() {
+                // Never worked (refused, handshake refused or too slow):
+                // no new connection for a while, and its user hears why
+                // rather than trying again at once (no storm).
+                let reason = p.conn.close_reason().cloned();
+                self.paused = reason.map(|r| (ctx.now.saturating_add(PAUSE), r));
+            }
             match p.use_ {
                 Use::Idle => false,
-                // Nothing of the user was written: a stale connection,
-                // found out in time. The user moves on, no retry spent.
-                use_ if untouched => {
+                // Nothing of the user was written to a connection that had
+                // worked: a stale one, found out in time. The user moves
+                // on, no retry spent.
+                use_ if untouched && p.conn.was_ready() => {
                     moved.push((use_, queued));
                     false
                 }
@@ -683,7 +739,7 @@ impl Pool {
     fn serve_waiters(&mut self, ctx: &mut Ctx<'_>) {
         while let Some(i) = self.waiters.iter().position(|w| !w.expired) {
             let has_idle = self.conns.iter().any(|p| p.use_ == Use::Idle);
-            if !has_idle && self.conns.len() >= ctx.pool.max_size {
+            if !has_idle && (self.conns.len() >= ctx.pool.max_size || self.pause(ctx).is_some()) {
                 return;
             }
             let Some(w) = self.waiters.remove(i) else {
@@ -738,6 +794,9 @@ impl Pool {
 
     /// Opens idle connections up to `min_idle`.
     fn refill(&mut self, ctx: &mut Ctx<'_>) {
+        if self.pause(ctx).is_some() {
+            return;
+        }
         let idle = self.conns.iter().filter(|p| p.use_ == Use::Idle).count();
         let room = ctx.pool.max_size.saturating_sub(self.conns.len());
         for _ in 0..ctx.pool.min_idle.saturating_sub(idle).min(room) {

@@ -3,6 +3,8 @@
 //! - [`certs`]: a CA, server and client certificates generated at test time.
 //! - [`peer`]: a scripted server speaking RESP over plain bytes or an
 //!   in-memory rustls server connection, built from the project's own codec.
+//! - [`sim`]: the deterministic simulation of the whole client: virtual
+//!   clock, simulated network and server, seeded faults, the invariants.
 //! - [`world`]: a client driven on a virtual clock against scripted peers,
 //!   with the open/close accounting every test checks.
 //! - [`server`]: real `redis-server` processes on loopback (plain, TLS,
@@ -15,4 +17,5 @@ pub mod cluster;
 pub mod fake;
 pub mod peer;
 pub mod server;
+pub mod sim;
 pub mod world;

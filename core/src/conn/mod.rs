@@ -227,6 +227,9 @@ pub(crate) struct Conn {
     gated: BytesMut,
     /// Requests written so far.
     written: u64,
+    /// Whether the handshake ever finished (a stale connection, rather than
+    /// one that never worked).
+    was_ready: bool,
     /// Written requests that may be sent again, in the order of `slots`.
     retained: VecDeque<Retained>,
     last_rx: Instant,
@@ -279,6 +282,7 @@ impl Conn {
             probing: false,
             gated: BytesMut::new(),
             written: 0,
+            was_ready: false,
             retained: VecDeque::new(),
             last_rx: now,
             stall_timeout: config.stall_timeout,
@@ -316,6 +320,11 @@ impl Conn {
     /// Requests written to the socket so far.
     pub(crate) const fn written(&self) -> u64 {
         self.written
+    }
+
+    /// Whether the connection was ever ready.
+    pub(crate) const fn was_ready(&self) -> bool {
+        self.was_ready
     }
 
     /// Whether a liveness probe is out.
@@ -951,6 +960,7 @@ impl Conn {
 
     fn become_ready(&mut self, out: &mut Outputs) {
         self.phase = Phase::Ready;
+        self.was_ready = true;
         self.timers.clear(Timer::Handshake);
         self.flush_queue(out);
         out.events.push_back(Event::Connected {
