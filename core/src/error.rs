@@ -23,6 +23,9 @@ pub enum Error {
     PoolExhausted,
     /// The connection cannot carry this command (pub/sub over RESP2).
     Unsupported(&'static str),
+    /// The cluster could not serve the command: too many redirects, the
+    /// cluster stayed down, keys in different slots.
+    Cluster(crate::cluster::ClusterFailure),
 }
 
 impl Error {
@@ -45,6 +48,7 @@ impl fmt::Display for Error {
             Self::Shutdown => f.write_str("client shut down"),
             Self::PoolExhausted => f.write_str("every dedicated connection is in use"),
             Self::Unsupported(what) => f.write_str(what),
+            Self::Cluster(failure) => write!(f, "cluster: {failure}"),
         }
     }
 }

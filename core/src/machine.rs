@@ -5,7 +5,10 @@
 //! docs](crate)), so an adapter holds a [`Machine`] and never needs to know
 //! which one it drives; the command API on top is the same.
 
+use alloc::boxed::Box;
+
 use crate::client::Client;
+use crate::cluster::ClusterClient;
 use crate::command::Command;
 use crate::error::Error;
 use crate::id::{LeaseId, RequestId, SocketId};
@@ -15,15 +18,27 @@ use crate::reconnect::Phase;
 use crate::time::{Duration, Instant};
 
 /// A client machine: of one server ([`Client`]) or of a cluster.
+// The single-server client stays inline (the common case, on the hot path
+// of every call); the cluster client, far larger, is boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Machine {
     /// One server.
     Node(Client),
+    /// A Redis Cluster (boxed: its slot map is large, and a single-server
+    /// client should not carry that size).
+    Cluster(Box<ClusterClient>),
 }
 
 impl From<Client> for Machine {
     fn from(client: Client) -> Self {
         Self::Node(client)
+    }
+}
+
+impl From<ClusterClient> for Machine {
+    fn from(client: ClusterClient) -> Self {
+        Self::Cluster(Box::new(client))
     }
 }
 
@@ -42,6 +57,7 @@ macro_rules! forward {
         pub fn $name $(<$g: $bound + ?Sized>)? (&mut self $(, $arg: $ty)*) $(-> $ret)? {
             match self {
                 Self::Node(m) => m.$name($($arg),*),
+                Self::Cluster(m) => m.$name($($arg),*),
             }
         }
     };
@@ -52,6 +68,7 @@ macro_rules! forward {
         pub fn $name $(<$g: $bound + ?Sized>)? (&self $(, $arg: $ty)*) $(-> $ret)? {
             match self {
                 Self::Node(m) => m.$name($($arg),*),
+                Self::Cluster(m) => m.$name($($arg),*),
             }
         }
     };

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_lite::Stream;
+use redpoll_core::cluster::ClusterConfig;
 use redpoll_core::cmd::{Cmd, FromFrame, FromReplies, Pipeline, PushMessage, ScanState, Script};
 use redpoll_core::command::Command;
 use redpoll_core::resp::{Frame, ToArg};
@@ -75,10 +76,37 @@ impl Client {
         client
     }
 
+    /// A client of a Redis Cluster ([`Builder::cluster`] builds one from
+    /// URLs), whose driver runs on a thread of its own.
+    ///
+    /// # Panics
+    ///
+    /// When the operating system cannot start a thread.
+    #[must_use]
+    pub fn cluster(config: ClusterConfig) -> Self {
+        let (client, driver) = Self::cluster_with_driver(config);
+        std::thread::Builder::new()
+            .name("redpoll-driver".into())
+            .spawn(move || async_io::block_on(driver))
+            .expect("start the redpoll driver thread");
+        client
+    }
+
+    /// A cluster client and its driver, to spawn on the executor of your
+    /// choice.
+    pub fn cluster_with_driver(mut config: ClusterConfig) -> (Self, Driver) {
+        config.node = seeded(config.node);
+        Self::with_machine(redpoll_core::cluster::ClusterClient::new(config).into())
+    }
+
     /// A client and its driver, to spawn on the executor of your choice.
     pub fn with_driver(config: ClientConfig) -> (Self, Driver) {
         let config = seeded(config);
-        let shared = Arc::new(Shared::new(redpoll_core::Client::new(config).into()));
+        Self::with_machine(redpoll_core::Client::new(config).into())
+    }
+
+    fn with_machine(machine: redpoll_core::Machine) -> (Self, Driver) {
+        let shared = Arc::new(Shared::new(machine));
         let driver = Driver::new(shared.clone());
         (
             Self {
@@ -632,6 +660,8 @@ impl Drop for Subscription {
 #[derive(Debug)]
 pub struct Builder {
     config: ClientConfig,
+    /// Set for a cluster client: its seed nodes.
+    seeds: Option<Vec<redpoll_core::Address>>,
     #[cfg(feature = "tls")]
     tls: Option<redpoll_core::conn::TlsConfigBuilder>,
 }
@@ -654,6 +684,7 @@ impl Builder {
         }
         Ok(Self {
             config: url.client_config(),
+            seeds: None,
             #[cfg(feature = "tls")]
             tls: url.tls_builder(),
         })
@@ -664,6 +695,7 @@ impl Builder {
     pub const fn from_config(config: ClientConfig) -> Self {
         Self {
             config,
+            seeds: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -769,8 +801,31 @@ impl Builder {
     /// # Errors
     ///
     /// When the TLS configuration is unusable.
-    pub fn build(self) -> Result<Client, Error> {
-        Ok(Client::new(self.config()?))
+    pub fn build(mut self) -> Result<Client, Error> {
+        let seeds = self.seeds.take();
+        let config = self.config()?;
+        Ok(match seeds {
+            Some(seeds) => Client::cluster(ClusterConfig::new(seeds, config)),
+            None => Client::new(config),
+        })
+    }
+
+    /// Makes the client a Redis Cluster client: the builder's URL names one
+    /// seed node, `more` names others (URLs such as `redis://localhost:7001`;
+    /// any spelling of an address: the client keys nodes by one canonical
+    /// name). Every other setting is the template of each node's
+    /// connections.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Url`] for an invalid seed URL.
+    pub fn cluster(mut self, more: &[&str]) -> Result<Self, Error> {
+        let mut seeds = vec![self.config.conn.address.clone()];
+        for url in more {
+            seeds.push(redpoll_core::url::parse(url)?.address);
+        }
+        self.seeds = Some(seeds);
+        Ok(self)
     }
 }
 

@@ -22,6 +22,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 #[must_use]
 pub struct Builder {
     config: ClientConfig,
+    /// Set for a cluster client: its seed nodes.
+    seeds: Option<Vec<redpoll_core::Address>>,
     write_timeout: Duration,
     /// TLS asked for (`rediss://` or a TLS setting), and whether anything
     /// makes the server certificate checkable (roots, or no checking).
@@ -57,6 +59,7 @@ impl Builder {
     pub const fn from_config(config: ClientConfig) -> Self {
         Self {
             config,
+            seeds: None,
             write_timeout: WRITE_TIMEOUT,
             #[cfg(feature = "tls")]
             tls: None,
@@ -195,6 +198,24 @@ impl Builder {
         Ok(builder.client())
     }
 
+    /// Makes the client a Redis Cluster client: the builder's URL names one
+    /// seed node, `more` names others (URLs such as `redis://localhost:7001`;
+    /// any spelling of an address: the client keys nodes by one canonical
+    /// name). Every other setting is the template of each node's
+    /// connections.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Url`] for an invalid seed URL.
+    pub fn cluster(mut self, more: &[&str]) -> Result<Self, Error> {
+        let mut seeds = vec![self.config.conn.address.clone()];
+        for url in more {
+            seeds.push(redpoll_core::url::parse(url)?.address);
+        }
+        self.seeds = Some(seeds);
+        Ok(self)
+    }
+
     /// The client, TLS settled already.
     pub(crate) fn client(self) -> Client {
         let mut config = self.config;
@@ -205,7 +226,13 @@ impl Builder {
         config
             .reconnect
             .seed_unless_chosen(nanos ^ u64::from(std::process::id()).rotate_left(32));
-        let core = redpoll_core::Client::new(config).into();
+        let core = match self.seeds {
+            Some(seeds) => {
+                let cluster = redpoll_core::cluster::ClusterConfig::new(seeds, config);
+                redpoll_core::cluster::ClusterClient::new(cluster).into()
+            }
+            None => redpoll_core::Client::new(config).into(),
+        };
         Client {
             shared: Shared::new(core, self.write_timeout),
         }

@@ -38,12 +38,14 @@
 //! choice, one owner per slot), `redirect` (the decision table, refresh
 //! coalescing), `keys` (the command table).
 
+mod client;
 mod keys;
 mod node;
 mod redirect;
 mod slot;
 mod topology;
 
+pub use client::{ClusterClient, ClusterConfig};
 pub use keys::{Args, CrossSlot, KeyPositions, Keys, args, command_slot, keys, route_slot};
 pub use node::{InvalidHost, Learnt, NodeKey, NodeKeys};
 pub use redirect::{

@@ -1,0 +1,1052 @@
+//! The cluster machine on a virtual clock against simulated cluster nodes:
+//! slot routing, every redirect case (a `MOVED` to a node outside the
+//! topology, an `ASK` during a migration, a `MOVED` while a refresh is
+//! pending, a refresh that removes the node a request waits on), waits,
+//! the redirect limit, node identity across seed spellings (I4), and the
+//! socket accounting of every test (I1).
+//!
+//! The harness: each `Connect`'s address (its port; any spelling of the
+//! host) decides which simulated node answers. Every node is a testkit
+//! [`Peer`] per connection whose handler reads one shared [`Sim`]: who owns
+//! each slot, which slots migrate, the nodes' data.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use redpoll_core::cluster::{ClusterClient, ClusterConfig, ClusterFailure, NodeKey, slot};
+use redpoll_core::conn::ConnConfig;
+use redpoll_core::resp::Frame;
+use redpoll_core::{
+    Address, ClientConfig, CloseReason, Duration, Effect, Error, Event, Instant, IoError,
+    RequestId, SocketId,
+};
+use redpoll_testkit::peer::{Answer, Peer};
+
+// ---- the simulated cluster ------------------------------------------------
+
+/// One node of the simulated cluster.
+struct SimNode {
+    id: String,
+    data: HashMap<Bytes, Bytes>,
+    /// Accepts connections.
+    up: bool,
+    /// Announced in `CLUSTER SHARDS` / `SLOTS`.
+    member: bool,
+}
+
+/// The shared state every simulated connection answers from.
+#[derive(Default)]
+struct Sim {
+    nodes: BTreeMap<u16, SimNode>,
+    /// The port serving each slot.
+    owner: Vec<u16>,
+    /// Slot → the port it migrates to (the owner answers `ASK` for keys it
+    /// does not hold; the target serves them after `ASKING`).
+    migrating: BTreeMap<u16, u16>,
+    /// Key commands answered `TRYAGAIN` before any is served.
+    tryagain: u32,
+    /// Key commands answered `CLUSTERDOWN` before any is served.
+    clusterdown: u32,
+    /// `CLUSTER SHARDS` is unknown (a Redis 6 server).
+    no_shards: bool,
+    /// Every key command is answered `MOVED` to the next node.
+    bounce: bool,
+    /// Every command (handshake aside): port, connection number, arguments.
+    log: Vec<(u16, u64, Vec<String>)>,
+}
+
+const PORTS: [u16; 3] = [7000, 7001, 7002];
+
+fn bulk(s: impl Into<Bytes>) -> Frame {
+    Frame::Bulk(s.into())
+}
+
+fn simple(s: &'static str) -> Frame {
+    Frame::Simple(Bytes::from_static(s.as_bytes()))
+}
+
+fn error(s: String) -> Answer {
+    Answer::Reply(Frame::Error(Bytes::from(s)))
+}
+
+impl Sim {
+    /// Three primaries on 7000-7002, the slots in thirds, and a spare node
+    /// on 7003 that is up but not part of the cluster.
+    fn three() -> Self {
+        let mut sim = Self::default();
+        for port in [7000, 7001, 7002, 7003] {
+            sim.nodes.insert(
+                port,
+                SimNode {
+                    id: format!("{port:040x}"),
+                    data: HashMap::new(),
+                    up: true,
+                    member: port != 7003,
+                },
+            );
+        }
+        sim.owner = (0..16384u32)
+            .map(|s| match s {
+                0..=5460 => 7000,
+                5461..=10922 => 7001,
+                _ => 7002,
+            })
+            .collect();
+        sim
+    }
+
+    fn ranges(&self, port: u16) -> Vec<(i64, i64)> {
+        let mut ranges = Vec::new();
+        let mut s = 0;
+        while s < self.owner.len() {
+            if self.owner[s] == port {
+                let start = s;
+                while s < self.owner.len() && self.owner[s] == port {
+                    s += 1;
+                }
+                ranges.push((start as i64, s as i64 - 1));
+            } else {
+                s += 1;
+            }
+        }
+        ranges
+    }
+
+    fn shards(&self) -> Frame {
+        let shards = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.member)
+            .map(|(&port, node)| {
+                let slots = self
+                    .ranges(port)
+                    .into_iter()
+                    .flat_map(|(a, b)| [Frame::Integer(a), Frame::Integer(b)])
+                    .collect();
+                let me = Frame::Map(vec![
+                    (bulk("id"), bulk(node.id.clone())),
+                    (bulk("port"), Frame::Integer(i64::from(port))),
+                    (bulk("ip"), bulk("127.0.0.1")),
+                    (bulk("endpoint"), bulk("127.0.0.1")),
+                    (bulk("role"), bulk("master")),
+                    (bulk("replication-offset"), Frame::Integer(0)),
+                    (bulk("health"), bulk("online")),
+                ]);
+                Frame::Map(vec![
+                    (bulk("slots"), Frame::Array(slots)),
+                    (bulk("nodes"), Frame::Array(vec![me])),
+                ])
+            })
+            .collect();
+        Frame::Array(shards)
+    }
+
+    fn slots(&self) -> Frame {
+        let mut out = Vec::new();
+        for (&port, node) in self.nodes.iter().filter(|(_, n)| n.member) {
+            for (a, b) in self.ranges(port) {
+                out.push(Frame::Array(vec![
+                    Frame::Integer(a),
+                    Frame::Integer(b),
+                    Frame::Array(vec![
+                        bulk("127.0.0.1"),
+                        Frame::Integer(i64::from(port)),
+                        bulk(node.id.clone()),
+                    ]),
+                ]));
+            }
+        }
+        Frame::Array(out)
+    }
+
+    /// Moves every slot of `from` to `to` (a completed resharding).
+    fn move_all(&mut self, from: u16, to: u16) {
+        for owner in &mut self.owner {
+            if *owner == from {
+                *owner = to;
+            }
+        }
+    }
+
+    fn next_port(&self, port: u16) -> u16 {
+        let members: Vec<u16> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.member)
+            .map(|(&p, _)| p)
+            .collect();
+        let at = members.iter().position(|&p| p == port).unwrap_or(0);
+        members[(at + 1) % members.len()]
+    }
+
+    /// The answer of node `port` on connection `conn`.
+    fn answer(
+        &mut self,
+        port: u16,
+        conn: u64,
+        asking: &mut bool,
+        args: &[Bytes],
+    ) -> Option<Answer> {
+        let words: Vec<String> = args
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let name = words[0].to_ascii_uppercase();
+        if matches!(name.as_str(), "HELLO" | "CLIENT") {
+            return None;
+        }
+        self.log.push((port, conn, words.clone()));
+        let was_asking = std::mem::take(asking);
+        match name.as_str() {
+            "ASKING" => {
+                *asking = true;
+                Some(Answer::Reply(simple("OK")))
+            }
+            "PING" => Some(Answer::Reply(simple("PONG"))),
+            "CLUSTER" => Some(match words[1].to_ascii_uppercase().as_str() {
+                "SHARDS" if self.no_shards => {
+                    error("ERR unknown subcommand 'SHARDS'. Try CLUSTER HELP.".into())
+                }
+                "SHARDS" => Answer::Reply(self.shards()),
+                "SLOTS" => Answer::Reply(self.slots()),
+                "MYID" => Answer::Reply(bulk(self.nodes[&port].id.clone())),
+                other => error(format!("ERR unknown subcommand '{other}'")),
+            }),
+            "GET" | "SET" => {
+                let key = args[1].clone();
+                let slot = slot(&key);
+                if self.tryagain > 0 {
+                    self.tryagain -= 1;
+                    return Some(error(
+                        "TRYAGAIN Multiple keys request during rehashing of slot".into(),
+                    ));
+                }
+                if self.clusterdown > 0 {
+                    self.clusterdown -= 1;
+                    return Some(error("CLUSTERDOWN The cluster is down".into()));
+                }
+                if self.bounce {
+                    let next = self.next_port(port);
+                    return Some(error(format!("MOVED {slot} 127.0.0.1:{next}")));
+                }
+                let owner = self.owner[usize::from(slot)];
+                let migrating_to = self.migrating.get(&slot).copied();
+                if owner == port {
+                    if let Some(target) = migrating_to
+                        && !self.nodes[&port].data.contains_key(&key)
+                    {
+                        return Some(error(format!("ASK {slot} 127.0.0.1:{target}")));
+                    }
+                } else if !(was_asking && migrating_to == Some(port)) {
+                    return Some(error(format!("MOVED {slot} 127.0.0.1:{owner}")));
+                }
+                let data = &mut self.nodes.get_mut(&port).expect("a node").data;
+                Some(Answer::Reply(if name == "GET" {
+                    data.get(&key).cloned().map_or(Frame::Null, Frame::Bulk)
+                } else {
+                    data.insert(key, args[2].clone());
+                    simple("OK")
+                }))
+            }
+            _ => Some(error(format!("ERR unknown command '{}'", words[0]))),
+        }
+    }
+
+    /// Commands (by name, upper case) node `port` received.
+    fn count(&self, port: u16, name: &str) -> usize {
+        self.log
+            .iter()
+            .filter(|(p, _, w)| *p == port && w[0].eq_ignore_ascii_case(name))
+            .count()
+    }
+}
+
+// ---- the harness ------------------------------------------------------------
+
+/// The cluster client, the simulated nodes, and the record of everything.
+struct Net {
+    client: ClusterClient,
+    sim: Rc<RefCell<Sim>>,
+    now: Instant,
+    /// The node port and peer of each open socket.
+    peers: BTreeMap<SocketId, (u16, Peer)>,
+    /// Ports whose answers are held back (a slow node).
+    paused: BTreeSet<u16>,
+    /// Each socket's `Connect` address and count.
+    connects: BTreeMap<SocketId, (Address, usize)>,
+    closes: BTreeMap<SocketId, Vec<CloseReason>>,
+    after_close: Vec<Effect>,
+    events: Vec<Event>,
+    next_conn: u64,
+}
+
+fn node_config() -> ClientConfig {
+    let mut config = ClientConfig::new(ConnConfig::new(Address::tcp("template", 1)));
+    config.response_timeout = Some(Duration::from_secs(5));
+    config
+}
+
+fn tcp(host: &str, port: u16) -> Address {
+    Address::tcp(host, port)
+}
+
+impl Net {
+    fn new(sim: Sim, seeds: Vec<Address>) -> Self {
+        Self::with_config(sim, ClusterConfig::new(seeds, node_config()))
+    }
+
+    fn with_config(sim: Sim, config: ClusterConfig) -> Self {
+        Self {
+            client: ClusterClient::new(config),
+            sim: Rc::new(RefCell::new(sim)),
+            now: Instant::from_nanos(1_000_000_000),
+            peers: BTreeMap::new(),
+            paused: BTreeSet::new(),
+            connects: BTreeMap::new(),
+            closes: BTreeMap::new(),
+            after_close: Vec::new(),
+            events: Vec::new(),
+            next_conn: 0,
+        }
+    }
+
+    /// Carries out effects and delivers answers until nothing moves.
+    fn run(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(effect) = self.client.poll_effect() {
+                moved = true;
+                self.carry_out(effect);
+            }
+            let sockets: Vec<SocketId> = self.peers.keys().copied().collect();
+            for socket in sockets {
+                moved |= self.deliver_from(socket);
+            }
+            while let Some(event) = self.client.poll_event() {
+                self.events.push(event);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn deliver_from(&mut self, socket: SocketId) -> bool {
+        let Some((port, peer)) = self.peers.get_mut(&socket) else {
+            return false;
+        };
+        if self.paused.contains(port) {
+            return false;
+        }
+        let bytes = peer.take_outbox();
+        let closed = peer.closed;
+        if !bytes.is_empty() {
+            self.client.handle_data(self.now, socket, &bytes);
+        }
+        if closed {
+            self.peers.remove(&socket);
+            self.client.handle_eof(self.now, socket);
+        }
+        !bytes.is_empty() || closed
+    }
+
+    fn carry_out(&mut self, effect: Effect) {
+        let named = match &effect {
+            Effect::Connect { socket, .. }
+            | Effect::Send { socket, .. }
+            | Effect::Close { socket, .. }
+            | Effect::Probe { socket } => *socket,
+        };
+        if self.closes.contains_key(&named) {
+            self.after_close.push(effect);
+            return;
+        }
+        match effect {
+            Effect::Connect { socket, address } => {
+                let Address::Tcp { host, port } = &address else {
+                    panic!("cluster nodes are TCP: {address}");
+                };
+                assert!(
+                    ["127.0.0.1", "localhost", "::1"].contains(&host.as_str()),
+                    "connect to {address}"
+                );
+                let port = *port;
+                self.connects.entry(socket).or_insert((address, 0)).1 += 1;
+                let up = self.sim.borrow().nodes.get(&port).is_some_and(|n| n.up);
+                if up {
+                    let sim = self.sim.clone();
+                    let conn = self.next_conn;
+                    self.next_conn += 1;
+                    let mut asking = false;
+                    let peer = Peer::plain().with_handler(move |args| {
+                        sim.borrow_mut().answer(port, conn, &mut asking, args)
+                    });
+                    self.peers.insert(socket, (port, peer));
+                    self.client.handle_connected(self.now, socket);
+                } else {
+                    self.client
+                        .handle_connect_failed(self.now, socket, IoError::Refused);
+                }
+            }
+            Effect::Send { socket, data } => {
+                if let Some((_, peer)) = self.peers.get_mut(&socket) {
+                    peer.receive(&data).expect("the client wrote valid RESP");
+                }
+            }
+            Effect::Close { socket, reason } => {
+                self.closes.entry(socket).or_default().push(reason);
+                self.peers.remove(&socket);
+            }
+            Effect::Probe { socket } => {
+                self.deliver_from(socket);
+                if self.peers.contains_key(&socket) {
+                    self.client.handle_probe_done(self.now, socket);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, args: &[&str]) -> RequestId {
+        let id = self.client.send(self.now, args);
+        self.run();
+        id
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now = self.now + d;
+        self.client.handle_timeout(self.now);
+        self.run();
+    }
+
+    /// Follows the client's timers until `id` has its outcome (at most
+    /// `limit` of virtual time).
+    fn until_done(&mut self, id: RequestId, limit: Duration) {
+        let end = self.now + limit;
+        while self.response(id).is_none() {
+            let Some(at) = self.client.poll_timeout() else {
+                return;
+            };
+            if at > end {
+                return;
+            }
+            self.now = self.now.max(at);
+            self.client.handle_timeout(self.now);
+            self.run();
+        }
+    }
+
+    fn response(&self, id: RequestId) -> Option<&Result<Frame, Error>> {
+        let mut found = self.events.iter().filter_map(|e| match e {
+            Event::Response { id: r, result } if *r == id => Some(result),
+            _ => None,
+        });
+        let first = found.next();
+        assert!(found.next().is_none(), "{id} completed more than once");
+        first
+    }
+
+    fn reply(&self, id: RequestId) -> Frame {
+        match self.response(id) {
+            Some(Ok(frame)) => frame.clone(),
+            other => panic!("{id}: expected a reply, got {other:?}"),
+        }
+    }
+
+    /// Node `port` dies: its connections close, new ones are refused.
+    fn kill(&mut self, port: u16) {
+        self.sim
+            .borrow_mut()
+            .nodes
+            .get_mut(&port)
+            .expect("a node")
+            .up = false;
+        for (p, peer) in self.peers.values_mut() {
+            if *p == port {
+                peer.answer(Answer::Close);
+            }
+        }
+        self.run();
+    }
+
+    fn open_sockets(&self) -> usize {
+        self.connects
+            .keys()
+            .filter(|s| !self.closes.contains_key(s))
+            .count()
+    }
+
+    /// I1: no socket connected or closed twice, nothing after a `Close`.
+    fn check_accounting(&self) {
+        for (socket, (_, n)) in &self.connects {
+            assert_eq!(*n, 1, "{socket} connected {n} times");
+        }
+        for (socket, reasons) in &self.closes {
+            assert_eq!(reasons.len(), 1, "{socket} closed: {reasons:?}");
+            assert!(self.connects.contains_key(socket), "{socket} never opened");
+        }
+        assert!(self.after_close.is_empty(), "{:?}", self.after_close);
+    }
+
+    fn shutdown_and_check(&mut self) {
+        self.client.shutdown(self.now);
+        self.run();
+        self.check_accounting();
+        for socket in self.connects.keys() {
+            assert!(self.closes.contains_key(socket), "{socket} leaked");
+        }
+        assert_eq!(self.client.poll_effect(), None);
+    }
+}
+
+/// A key whose slot node `port` serves in [`Sim::three`], the `n`th such.
+fn key_on(port: u16, n: usize) -> String {
+    let range = match port {
+        7000 => 0..=5460,
+        7001 => 5461..=10922,
+        _ => 10923..=16383,
+    };
+    (0..)
+        .map(|i| format!("key:{i}"))
+        .filter(|k| range.contains(&slot(k.as_bytes())))
+        .nth(n)
+        .expect("a key")
+}
+
+fn ok() -> Frame {
+    simple("OK")
+}
+
+fn seeds() -> Vec<Address> {
+    vec![tcp("127.0.0.1", 7000)]
+}
+
+/// A client that has its topology and a connection to every primary.
+fn warmed_up() -> Net {
+    let mut net = Net::new(Sim::three(), seeds());
+    for port in PORTS {
+        let id = net.send(&["SET", &key_on(port, 0), "v"]);
+        assert_eq!(net.reply(id), ok());
+    }
+    net
+}
+
+fn node_key(port: u16) -> String {
+    format!("127.0.0.1:{port}")
+}
+
+// ---- the tests ------------------------------------------------------------
+
+#[test]
+fn commands_go_to_the_owner_of_their_slot() {
+    let mut net = Net::new(Sim::three(), seeds());
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        let port = PORTS[n % 3];
+        let key = key_on(port, n);
+        ids.push((net.send(&["SET", &key, &format!("v{n}")]), port, key));
+    }
+    for (id, port, key) in &ids {
+        assert_eq!(net.reply(*id), ok(), "SET {key}");
+        let sim = net.sim.borrow();
+        let (served, ..) = sim
+            .log
+            .iter()
+            .find(|(_, _, w)| w[0] == "SET" && w[1] == *key)
+            .expect("served");
+        assert_eq!(served, port, "{key} went to its slot's owner");
+    }
+    // One refresh, no redirect: the slot map was right from the start.
+    let log = net.sim.borrow().log.clone();
+    assert_eq!(log.iter().filter(|(_, _, w)| w[0] == "CLUSTER").count(), 1);
+    assert_eq!(net.sim.borrow().count(7000, "SET"), 10);
+    let id = net.send(&["GET", &key_on(7002, 2)]);
+    assert_eq!(net.reply(id), bulk("v2"));
+    assert_eq!(net.client.node_count(), 3);
+    assert!(net.client.is_connected());
+    assert_eq!(
+        net.client.reconnect_phase(),
+        redpoll_core::reconnect::Phase::Established
+    );
+    assert_eq!(net.client.pool_stats().open, 3);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn requests_before_the_topology_wait_for_it_and_keyless_commands_go_to_a_primary() {
+    let mut net = Net::new(Sim::three(), seeds());
+    // Sent back to back before any reply: all park for the one refresh.
+    let a = net.client.send(net.now, &["SET", "a", "1"]);
+    let b = net.client.send(net.now, &["PING"]);
+    let c = net.client.send(net.now, &["GET", "a"]);
+    net.run();
+    assert_eq!(net.reply(a), ok());
+    assert_eq!(net.reply(b), simple("PONG"));
+    assert_eq!(net.reply(c), bulk("1"));
+    let refreshes = net
+        .sim
+        .borrow()
+        .log
+        .iter()
+        .filter(|(_, _, w)| w[0] == "CLUSTER")
+        .count();
+    assert_eq!(refreshes, 1);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_cross_slot_command_fails_at_once() {
+    let mut net = Net::new(Sim::three(), seeds());
+    let id = net.send(&["MSET", "a", "1", "b", "2"]);
+    assert!(
+        matches!(
+            net.response(id),
+            Some(Err(Error::Cluster(ClusterFailure::CrossSlot(_))))
+        ),
+        "{:?}",
+        net.response(id)
+    );
+    assert!(net.connects.is_empty(), "nothing was sent");
+    // A common hash tag is one slot.
+    assert!(net.client.poll_timeout().is_none());
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_moved_to_a_node_outside_the_topology_is_followed_and_applied_at_once() {
+    let mut net = warmed_up();
+    let key = key_on(7001, 5);
+    let slot_of_key = slot(key.as_bytes());
+    // The slot moved to 7003, which the client has never heard of.
+    net.sim.borrow_mut().owner[usize::from(slot_of_key)] = 7003;
+    net.sim
+        .borrow_mut()
+        .nodes
+        .get_mut(&7003)
+        .expect("spare")
+        .data
+        .insert(Bytes::from(key.clone()), Bytes::from_static(b"moved"));
+    let id = net.send(&["GET", &key]);
+    assert_eq!(net.reply(id), bulk("moved"));
+    assert_eq!(net.sim.borrow().count(7001, "GET"), 1, "MOVED from 7001");
+    assert_eq!(net.sim.borrow().count(7003, "GET"), 1, "then 7003");
+    // The slot map changed at once, before any refresh.
+    let owner = net
+        .client
+        .topology()
+        .owner(slot_of_key)
+        .map(|k| k.to_string());
+    assert_eq!(owner.as_deref(), Some("127.0.0.1:7003"));
+    // The next command for the slot goes straight there.
+    let id = net.send(&["GET", &key]);
+    assert_eq!(net.reply(id), bulk("moved"));
+    assert_eq!(net.sim.borrow().count(7001, "GET"), 1);
+    assert_eq!(net.sim.borrow().count(7003, "GET"), 2);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn an_ask_sends_asking_then_the_command_and_leaves_the_slot_map() {
+    let mut net = warmed_up();
+    let key = key_on(7000, 7);
+    let slot_of_key = slot(key.as_bytes());
+    {
+        let mut sim = net.sim.borrow_mut();
+        sim.migrating.insert(slot_of_key, 7001);
+        sim.nodes
+            .get_mut(&7001)
+            .expect("target")
+            .data
+            .insert(Bytes::from(key.clone()), Bytes::from_static(b"migrated"));
+    }
+    for round in 1..=2 {
+        let id = net.send(&["GET", &key]);
+        assert_eq!(net.reply(id), bulk("migrated"), "round {round}");
+        // Every time to the owner first: ASK does not change the map.
+        assert_eq!(net.sim.borrow().count(7000, "GET"), round);
+        assert_eq!(net.sim.borrow().count(7001, "GET"), round);
+    }
+    let owner = net
+        .client
+        .topology()
+        .owner(slot_of_key)
+        .map(|k| k.to_string());
+    assert_eq!(owner.as_deref(), Some("127.0.0.1:7000"));
+    // On the target, each GET came right after an ASKING, on the same
+    // connection.
+    let sim = net.sim.borrow();
+    let on_target: Vec<&(u16, u64, Vec<String>)> =
+        sim.log.iter().filter(|(p, ..)| *p == 7001).collect();
+    for (i, (_, conn, words)) in on_target.iter().enumerate() {
+        if words[0] == "GET" {
+            let (_, before_conn, before) = on_target[i - 1];
+            assert_eq!(before[0], "ASKING");
+            assert_eq!(before_conn, conn);
+        }
+    }
+    // An ASK asks for no refresh.
+    assert_eq!(
+        sim.log.iter().filter(|(_, _, w)| w[0] == "CLUSTER").count(),
+        1
+    );
+    drop(sim);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_moved_while_a_refresh_is_pending_is_followed_and_the_map_converges() {
+    let mut net = warmed_up();
+    // Past the refresh interval: the next MOVED starts a refresh at once.
+    net.advance(Duration::from_millis(200));
+    let first = key_on(7001, 1);
+    let second = key_on(7001, 2);
+    let first_slot = slot(first.as_bytes());
+    let second_slot = slot(second.as_bytes());
+    net.sim.borrow_mut().owner[usize::from(first_slot)] = 7002;
+    // The refresh goes to a connected node of the topology: 7000, which
+    // is slow to answer.
+    net.paused.insert(7000);
+    let a = net.send(&["SET", &first, "1"]);
+    assert_eq!(net.reply(a), ok());
+    assert_eq!(
+        net.sim.borrow().count(7000, "CLUSTER"),
+        2,
+        "refresh pending"
+    );
+    // A second move, after the pending refresh's reply was made (stale).
+    net.sim.borrow_mut().owner[usize::from(second_slot)] = 7002;
+    let b = net.send(&["SET", &second, "2"]);
+    assert_eq!(net.reply(b), ok(), "a MOVED during a pending refresh");
+    let owner = |net: &Net, slot| net.client.topology().owner(slot).map(ToString::to_string);
+    assert_eq!(owner(&net, second_slot).as_deref(), Some("127.0.0.1:7002"));
+    // The stale reply arrives: it predates the second move.
+    net.paused.clear();
+    net.run();
+    // Whatever the stale reply said, commands still land, and the refresh
+    // asked for meanwhile brings the map up to date.
+    let c = net.send(&["GET", &second]);
+    assert_eq!(net.reply(c), bulk("2"));
+    net.advance(Duration::from_millis(200));
+    assert_eq!(owner(&net, first_slot).as_deref(), Some("127.0.0.1:7002"));
+    assert_eq!(owner(&net, second_slot).as_deref(), Some("127.0.0.1:7002"));
+    let d = net.send(&["GET", &first]);
+    assert_eq!(net.reply(d), bulk("1"));
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_refresh_that_removes_a_dead_node_moves_the_request_waiting_on_it() {
+    let mut net = warmed_up();
+    let key = key_on(7002, 3);
+    // 7002 dies and its slots go to 7001 (a failover / resharding).
+    {
+        let mut sim = net.sim.borrow_mut();
+        sim.move_all(7002, 7001);
+        sim.nodes.get_mut(&7002).expect("node").member = false;
+    }
+    net.kill(7002);
+    // The client still maps the slot to 7002: the request waits there.
+    let id = net.send(&["SET", &key, "x"]);
+    net.until_done(id, Duration::from_secs(5));
+    assert_eq!(net.reply(id), ok(), "no 'no connection' outcome");
+    assert_eq!(net.sim.borrow().count(7001, "SET"), 2);
+    let owner = net
+        .client
+        .topology()
+        .owner(slot(key.as_bytes()))
+        .map(ToString::to_string);
+    assert_eq!(owner.as_deref(), Some("127.0.0.1:7001"));
+    // The dead node's client is gone, its sockets closed.
+    net.advance(Duration::from_secs(1));
+    assert_eq!(net.client.node_count(), 2);
+    assert!(
+        net.client
+            .connections_per_node()
+            .iter()
+            .all(|(k, _)| k.to_string() != node_key(7002))
+    );
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_refresh_that_removes_a_live_node_lets_it_answer_the_request_in_flight() {
+    let mut net = warmed_up();
+    let key = key_on(7002, 4);
+    // 7002 leaves: its slots go to 7001. The client does not know yet.
+    {
+        let mut sim = net.sim.borrow_mut();
+        sim.move_all(7002, 7001);
+        sim.nodes.get_mut(&7002).expect("node").member = false;
+        sim.nodes
+            .get_mut(&7001)
+            .expect("node")
+            .data
+            .insert(Bytes::from(key.clone()), Bytes::from_static(b"here"));
+    }
+    // 7002 is slow: the request is written and awaits its reply.
+    net.paused.insert(7002);
+    let id = net.send(&["GET", &key]);
+    // A MOVED elsewhere starts a refresh, which drops 7002.
+    net.advance(Duration::from_millis(200));
+    let other = key_on(7000, 9);
+    net.sim.borrow_mut().owner[usize::from(slot(other.as_bytes()))] = 7001;
+    let other_id = net.send(&["GET", &other]);
+    assert_eq!(net.reply(other_id), Frame::Null);
+    assert_eq!(net.client.node_count(), 2, "7002 retired");
+    assert!(net.response(id).is_none(), "still in flight on 7002");
+    // 7002 answers at last (MOVED, it has left): the request follows.
+    net.paused.clear();
+    net.run();
+    assert_eq!(net.reply(id), bulk("here"));
+    // Its client, drained, was shut down and its socket closed.
+    assert!(
+        net.client
+            .connections_per_node()
+            .iter()
+            .all(|(k, _)| k.to_string() != node_key(7002))
+    );
+    let closed_7002 = net
+        .connects
+        .iter()
+        .filter(|(_, (a, _))| matches!(a, Address::Tcp { port: 7002, .. }))
+        .all(|(s, _)| net.closes.contains_key(s));
+    assert!(closed_7002);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn tryagain_and_clusterdown_back_off_then_succeed() {
+    let mut net = warmed_up();
+    {
+        let mut sim = net.sim.borrow_mut();
+        sim.tryagain = 2;
+        sim.clusterdown = 1;
+    }
+    let key = key_on(7001, 3);
+    let id = net.send(&["SET", &key, "1"]);
+    assert!(net.response(id).is_none(), "waiting");
+    // 20 ms, 40 ms, 80 ms: not done before their sum.
+    net.advance(Duration::from_millis(100));
+    assert!(net.response(id).is_none(), "still waiting");
+    net.until_done(id, Duration::from_secs(1));
+    assert_eq!(net.reply(id), ok());
+    assert_eq!(net.sim.borrow().count(7001, "SET"), 5);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn too_many_redirects_fail_with_a_cluster_error() {
+    let mut config = ClusterConfig::new(seeds(), node_config());
+    config.redirects.max_redirects = 3;
+    let mut net = Net::with_config(Sim::three(), config);
+    let warm = net.send(&["SET", "warm", "1"]);
+    assert_eq!(net.reply(warm), ok());
+    net.sim.borrow_mut().bounce = true;
+    let id = net.send(&["GET", "k"]);
+    net.until_done(id, Duration::from_secs(1));
+    assert_eq!(
+        net.response(id),
+        Some(&Err(Error::Cluster(ClusterFailure::TooManyRedirects {
+            limit: 3
+        })))
+    );
+    let gets: usize = PORTS
+        .iter()
+        .map(|&p| net.sim.borrow().count(p, "GET"))
+        .sum();
+    assert_eq!(gets, 4, "the first attempt and three redirects");
+    let text = Error::Cluster(ClusterFailure::TooManyRedirects { limit: 3 }).to_string();
+    assert!(text.contains("redirects"), "{text}");
+    net.shutdown_and_check();
+}
+
+#[test]
+fn every_spelling_of_a_seed_is_one_client_and_one_socket_per_node() {
+    let seeds = vec![
+        tcp("localhost", 7000),
+        tcp("LOCALHOST.", 7000),
+        tcp("127.0.0.1", 7000),
+        tcp("LocalHost", 7001),
+    ];
+    let mut net = Net::new(Sim::three(), seeds);
+    for n in 0..1_000 {
+        let key = format!("user:{n}");
+        let id = if n % 2 == 0 {
+            net.send(&["SET", &key, "v"])
+        } else {
+            net.send(&["GET", &format!("user:{}", n - 1)])
+        };
+        let expected = if n % 2 == 0 { ok() } else { bulk("v") };
+        assert_eq!(net.reply(id), expected, "command {n}");
+    }
+    // The seed was asked which node it is, and `localhost` became
+    // 127.0.0.1 (the cluster's announced IP).
+    assert_eq!(net.sim.borrow().count(7000, "CLUSTER"), 2, "MYID + SHARDS");
+    assert_eq!(net.client.node_count(), 3);
+    let per_node: Vec<(String, usize)> = net
+        .client
+        .connections_per_node()
+        .into_iter()
+        .map(|(k, n): (NodeKey, usize)| (k.to_string(), n))
+        .collect();
+    assert_eq!(
+        per_node,
+        PORTS.map(|p| (node_key(p), 1)).to_vec(),
+        "one socket per node"
+    );
+    assert_eq!(net.connects.len(), 3, "the seed's socket is the node's");
+    assert_eq!(net.open_sockets(), 3);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn an_ip_seed_the_cluster_announces_differently_is_retired() {
+    // `[::1]` reaches node 7000, announced as 127.0.0.1: two keys, but the
+    // seed's client is retired after the first refresh.
+    let mut net = Net::new(Sim::three(), vec![tcp("[::1]", 7000)]);
+    for n in 0..300 {
+        let id = net.send(&["SET", &format!("k{n}"), "v"]);
+        assert_eq!(net.reply(id), ok());
+    }
+    assert_eq!(net.client.node_count(), 3);
+    let per_node: Vec<usize> = net
+        .client
+        .connections_per_node()
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(per_node, [1, 1, 1]);
+    assert_eq!(net.open_sockets(), 3);
+    let seed_socket = *net.connects.keys().next().expect("the seed's socket");
+    assert_eq!(net.closes[&seed_socket], [CloseReason::Shutdown]);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn cluster_slots_is_the_fallback_of_older_servers() {
+    let mut sim = Sim::three();
+    sim.no_shards = true;
+    let mut net = Net::new(sim, seeds());
+    for port in PORTS {
+        let id = net.send(&["SET", &key_on(port, 1), "v"]);
+        assert_eq!(net.reply(id), ok());
+        assert_eq!(net.sim.borrow().count(port, "SET"), 1);
+    }
+    let sim = net.sim.borrow();
+    let cluster: Vec<&Vec<String>> = sim
+        .log
+        .iter()
+        .filter(|(_, _, w)| w[0] == "CLUSTER")
+        .map(|(_, _, w)| w)
+        .collect();
+    assert_eq!(cluster, [&["CLUSTER", "SHARDS"], &["CLUSTER", "SLOTS"]]);
+    drop(sim);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_seed_that_refuses_is_skipped() {
+    let mut net = Net::new(
+        Sim::three(),
+        vec![tcp("127.0.0.1", 7009), tcp("127.0.0.1", 7001)],
+    );
+    let id = net.send(&["SET", &key_on(7002, 0), "v"]);
+    net.until_done(id, Duration::from_secs(1));
+    assert_eq!(net.reply(id), ok());
+    net.shutdown_and_check();
+}
+
+#[test]
+fn with_every_seed_down_requests_fail_with_the_reason() {
+    let mut net = Net::new(Sim::three(), vec![tcp("127.0.0.1", 7009)]);
+    let id = net.send(&["GET", "k"]);
+    net.until_done(id, Duration::from_secs(1));
+    assert_eq!(
+        net.response(id),
+        Some(&Err(Error::Connection(CloseReason::ConnectFailed(
+            IoError::Refused
+        ))))
+    );
+    assert!(
+        net.events
+            .iter()
+            .any(|e| matches!(e, Event::Status(redpoll_core::Status::Disconnected { .. }))),
+        "adapters waiting to connect hear why"
+    );
+    assert_eq!(
+        net.client.reconnect_phase(),
+        redpoll_core::reconnect::Phase::NeverConnected
+    );
+    net.shutdown_and_check();
+}
+
+#[test]
+fn connect_opens_every_primary_without_a_request() {
+    let mut net = Net::new(Sim::three(), vec![tcp("localhost", 7001)]);
+    net.client.connect(net.now);
+    net.run();
+    assert!(net.client.is_connected());
+    assert_eq!(net.client.node_count(), 3);
+    assert_eq!(net.open_sockets(), 3);
+    assert!(
+        net.events
+            .iter()
+            .any(|e| matches!(e, Event::Status(redpoll_core::Status::Connected)))
+    );
+    net.shutdown_and_check();
+}
+
+#[test]
+fn leases_are_unsupported() {
+    let mut net = warmed_up();
+    assert!(matches!(
+        net.client.lease(net.now),
+        Err(Error::Unsupported(_))
+    ));
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_parked_request_times_out_and_a_cancelled_one_is_never_answered() {
+    let mut config = ClusterConfig::new(seeds(), node_config());
+    config.node.response_timeout = Some(Duration::from_millis(300));
+    let mut net = Net::with_config(Sim::three(), config);
+    let warm = net.send(&["SET", "warm", "1"]);
+    assert_eq!(net.reply(warm), ok());
+    // The cluster stays down beyond the deadline.
+    net.sim.borrow_mut().clusterdown = 1_000;
+    let id = net.send(&["GET", "k"]);
+    let cancelled = net.send(&["GET", "other"]);
+    net.client.cancel(cancelled);
+    net.until_done(id, Duration::from_secs(2));
+    assert_eq!(net.response(id), Some(&Err(Error::Timeout)));
+    net.advance(Duration::from_secs(1));
+    assert!(net.response(cancelled).is_none());
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_request_to_a_node_that_stays_down_ends_at_its_deadline() {
+    let mut config = ClusterConfig::new(seeds(), node_config());
+    config.node.response_timeout = Some(Duration::from_millis(500));
+    let mut net = Net::with_config(Sim::three(), config);
+    for port in PORTS {
+        let id = net.send(&["SET", &key_on(port, 0), "v"]);
+        assert_eq!(net.reply(id), ok());
+    }
+    // 7002 dies but the cluster still lists it (no failover yet).
+    net.kill(7002);
+    let id = net.send(&["GET", &key_on(7002, 1)]);
+    let sent = net.now;
+    net.until_done(id, Duration::from_secs(10));
+    assert!(
+        matches!(net.response(id), Some(Err(e)) if e.is_timeout() || matches!(e, Error::Connection(_))),
+        "{:?}",
+        net.response(id)
+    );
+    assert!(net.now.saturating_duration_since(sent) <= Duration::from_millis(500));
+    // Nothing keeps the request alive past its deadline.
+    net.advance(Duration::from_secs(5));
+    net.shutdown_and_check();
+}
