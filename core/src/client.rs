@@ -93,16 +93,7 @@ impl ClientConfig {
         Self {
             conn,
             response_timeout: None,
-            pool: PoolConfig {
-                max_size: 16,
-                min_idle: 0,
-                max_idle: 2,
-                idle_timeout: Some(Duration::from_secs(300)),
-                max_lifetime: None,
-                probe_after: Some(Duration::ZERO),
-                max_waiters: 1024,
-                wait_timeout: Duration::from_secs(5),
-            },
+            pool: PoolConfig::DEFAULT,
             retry: RetryPolicy::NONE,
             reconnect: ReconnectPolicy {
                 base: Duration::from_millis(50),

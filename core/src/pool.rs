@@ -77,18 +77,23 @@ pub struct PoolConfig {
     pub wait_timeout: Duration,
 }
 
+impl PoolConfig {
+    /// The defaults, as documented on each field.
+    pub const DEFAULT: Self = Self {
+        max_size: 16,
+        min_idle: 0,
+        max_idle: 2,
+        idle_timeout: Some(Duration::from_secs(300)),
+        max_lifetime: None,
+        probe_after: Some(Duration::ZERO),
+        max_waiters: 1024,
+        wait_timeout: Duration::from_secs(5),
+    };
+}
+
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self {
-            max_size: 16,
-            min_idle: 0,
-            max_idle: 2,
-            idle_timeout: Some(Duration::from_secs(300)),
-            max_lifetime: None,
-            probe_after: Some(Duration::ZERO),
-            max_waiters: 1024,
-            wait_timeout: Duration::from_secs(5),
-        }
+        Self::DEFAULT
     }
 }
 
@@ -168,9 +173,14 @@ impl From<Evict> for CloseReason {
 /// handed out at `now`.
 #[must_use]
 pub fn checkout(config: &PoolConfig, facts: ConnFacts, now: Instant) -> Verdict {
-    if let Some(evict) = expired(config, facts, now) {
-        return Verdict::Evict(evict);
+    match expired(config, facts, now) {
+        Some(evict) => Verdict::Evict(evict),
+        None => probe_rule(config, facts, now),
     }
+}
+
+/// Use at once, or probe first: quiet for at least `probe_after`.
+fn probe_rule(config: &PoolConfig, facts: ConnFacts, now: Instant) -> Verdict {
     match config.probe_after {
         Some(after) if now.saturating_duration_since(facts.quiet_since) >= after => {
             Verdict::ProbeFirst
@@ -190,12 +200,7 @@ pub fn checkout_shared(config: &PoolConfig, facts: ConnFacts, now: Instant) -> V
     if aged {
         return Verdict::Evict(Evict::Lifetime);
     }
-    match config.probe_after {
-        Some(after) if now.saturating_duration_since(facts.quiet_since) >= after => {
-            Verdict::ProbeFirst
-        }
-        _ => Verdict::Use,
-    }
+    probe_rule(config, facts, now)
 }
 
 /// Whether an idle connection must go at `now`, and why.

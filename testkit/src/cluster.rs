@@ -53,7 +53,7 @@ use redpoll_core::resp::{Decoder, Frame, ToArg, encode_command};
 use rustls::pki_types::ServerName;
 
 use crate::certs::Pki;
-use crate::server::{RedisServer, ServerOptions};
+use crate::server::{ADMIN_NAME, RedisServer, ServerOptions};
 
 /// The number of hash slots of a Redis Cluster.
 pub const SLOTS: u16 = 16384;
@@ -77,9 +77,6 @@ const MIGRATE_BATCH: usize = 100;
 const MAX_ATTEMPTS: u32 = 6;
 /// Lines of each node's log quoted in errors.
 const TAIL_LINES: usize = 15;
-/// The name [`RedisServer`] gives its admin connections, so that client
-/// counts leave them out; the cluster's own admin connections use it too.
-const ADMIN_NAME: &str = "redpoll-testkit-admin";
 
 /// Whether this host can bind the IPv6 loopback address `::1`.
 #[must_use]

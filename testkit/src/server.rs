@@ -61,8 +61,9 @@ const CMD_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_ATTEMPTS: u32 = 8;
 /// Lines of log quoted in errors.
 const TAIL_LINES: usize = 40;
-/// The name of the testkit's admin connections (`CLIENT SETNAME`).
-const ADMIN_NAME: &str = "redpoll-testkit-admin";
+/// The name of the testkit's admin connections (`CLIENT SETNAME`), so that
+/// client counts leave them out (the cluster's admin connections too).
+pub(crate) const ADMIN_NAME: &str = "redpoll-testkit-admin";
 /// `sun_path` holds 108 bytes on Linux; stay clear of it.
 const MAX_UNIX_PATH: usize = 100;
 
