@@ -33,7 +33,7 @@
 //! - The threads hold the client weakly: a blocked read does not keep a
 //!   dropped client alive.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
@@ -73,10 +73,14 @@ pub(crate) struct State {
     /// The origin of the core's clock.
     origin: StdInstant,
     sockets: HashMap<SocketId, Socket>,
-    /// Requests sent and not answered yet that someone will wait for.
-    waiting: HashSet<RequestId>,
+    /// Requests sent and not answered yet that someone will wait for, and
+    /// the thread that waits: woken alone when its answer comes.
+    waiting: HashMap<RequestId, thread::Thread>,
     /// Answers of waited-for requests, until their waiter takes them.
     done: HashMap<RequestId, Result<Frame, CoreError>>,
+    /// Threads sleeping on the condition variable ([`Shared::wait`]): it
+    /// is only notified when there are any.
+    watchers: usize,
     pub(crate) subscribers: Vec<Subscriber>,
     next_subscriber: u64,
     threads: Vec<JoinHandle<()>>,
@@ -115,8 +119,9 @@ impl Shared {
                 me: me.clone(),
                 origin: StdInstant::now(),
                 sockets: HashMap::new(),
-                waiting: HashSet::new(),
+                waiting: HashMap::new(),
                 done: HashMap::new(),
+                watchers: 0,
                 subscribers: Vec::new(),
                 next_subscriber: 0,
                 threads: Vec::new(),
@@ -158,10 +163,13 @@ impl Shared {
     }
 
     /// After any change of the core: carries out its effects, hands out
-    /// its events, wakes the waiters.
+    /// its events, wakes the waiters (each reply's waiter alone, in
+    /// [`State::drain`]; the condition variable's only when there are any).
     pub(crate) fn settle(&self, state: &mut State) {
         state.drain();
-        self.changed.notify_all();
+        if state.watchers > 0 {
+            self.changed.notify_all();
+        }
         // Wake the timer thread when the next deadline moved earlier than
         // what it sleeps for.
         if let Some(next) = state.core.poll_timeout()
@@ -187,12 +195,49 @@ impl Shared {
         self.settle(&mut state);
         let mut results = Vec::with_capacity(ids.len());
         for id in ids {
-            let (next, result) = self.wait(state, None, |s| s.done.remove(&id));
+            let (next, result) = self.wait_reply(state, id);
             state = next;
-            // Without a time limit, `wait` only returns with a result.
-            results.push(result.unwrap_or(Err(CoreError::Shutdown)));
+            results.push(result);
         }
         results
+    }
+
+    /// Waits for the answer of a request sent with `wait` by this thread,
+    /// acting on the core's deadlines meanwhile. Parks rather than sleeping
+    /// on the condition variable: a reply wakes its own waiter only, not
+    /// every thread that waits (50 threads each waiting for one reply woke
+    /// each other 50 times over).
+    fn wait_reply<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        id: RequestId,
+    ) -> (MutexGuard<'a, State>, Result<Frame, CoreError>) {
+        loop {
+            if let Some(result) = state.done.remove(&id) {
+                return (state, result);
+            }
+            if !state.waiting.contains_key(&id) {
+                // Neither answered nor waited for: never, since every
+                // request is answered exactly once; fail it rather than
+                // sleep for ever.
+                return (state, Err(CoreError::Shutdown));
+            }
+            let now = state.now();
+            let deadline = state.core.poll_timeout();
+            if deadline.is_some_and(|at| at <= now) {
+                state.core.handle_timeout(now);
+                self.settle(&mut state);
+                continue;
+            }
+            drop(state);
+            // An unpark between the unlock and the park is not lost: it
+            // leaves the token that makes `park` return at once.
+            match deadline {
+                Some(at) => thread::park_timeout(at.saturating_duration_since(now)),
+                None => thread::park(),
+            }
+            state = self.lock();
+        }
     }
 
     /// Sends one command and waits for its reply.
@@ -233,6 +278,7 @@ impl Shared {
                 }
                 wait = Some(wait.map_or(left, |w| w.min(left)));
             }
+            state.watchers += 1;
             state = match wait {
                 Some(wait) => {
                     self.changed
@@ -245,6 +291,7 @@ impl Shared {
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner),
             };
+            state.watchers -= 1;
         }
     }
 
@@ -310,7 +357,7 @@ impl State {
             None => self.core.send(now, cmd),
         };
         if wait {
-            self.waiting.insert(id);
+            self.waiting.insert(id, thread::current());
         }
         id
     }
@@ -351,8 +398,9 @@ impl State {
         while let Some(event) = self.core.poll_event() {
             match event {
                 Event::Response { id, result } => {
-                    if self.waiting.remove(&id) {
+                    if let Some(waiter) = self.waiting.remove(&id) {
                         self.done.insert(id, result);
+                        waiter.unpark();
                     }
                 }
                 Event::Push { frame, .. } => self.route(PushMessage::parse(frame)),
