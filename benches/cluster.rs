@@ -7,7 +7,9 @@
 //! `hash_tag_for_slot`), visited in a scattered order (slot `n * 6389 mod
 //! 16384` for the `n`-th key), so consecutive commands go to different
 //! nodes and every slot is used. Each value is 64 bytes. Every key is set
-//! before anything is measured.
+//! before anything is measured; the keys per primary are printed then, and
+//! the `MOVED` / `ASK` replies the nodes sent while measuring at the end
+//! (0 expected: every client routes by slot).
 //!
 //! Groups:
 //!
@@ -647,6 +649,19 @@ fn main() {
     let keys = Arc::new(Keys::new());
     populate(&clients.std, &keys);
     validate(&mut clients, &keys);
+    let spread: Vec<String> = cluster
+        .primaries()
+        .iter()
+        .map(|n| {
+            let keys = match cluster.cmd(n.port, &["DBSIZE"]).expect("DBSIZE") {
+                Frame::Integer(n) => n,
+                other => panic!("DBSIZE: {other:?}"),
+            };
+            format!("{}: {} slots, {keys} keys", n.port, n.slot_count())
+        })
+        .collect();
+    println!("primaries: {}", spread.join("; "));
+    cluster.reset_stats().expect("reset the error counts");
 
     let mut criterion = Criterion::default()
         .sample_size(20)
@@ -667,6 +682,12 @@ fn main() {
     g.finish();
 
     criterion.final_summary();
+    // Every command should have gone straight to its slot's owner.
+    let redirects = cluster.total_redirects().expect("the error counts");
+    println!(
+        "redirects while measuring: {} MOVED, {} ASK",
+        redirects.moved, redirects.ask
+    );
     drop(clients);
     drop(cluster);
 }
