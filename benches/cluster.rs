@@ -50,7 +50,9 @@
 //!
 //! Run with `cargo bench --bench cluster`; see the "Cluster" section of
 //! BENCHMARKS.md for the figures. Without `redis-server` or `redis-cli` it
-//! prints "skipped: ..." and exits 0.
+//! prints "skipped: ..." and exits 0. Everything it prints itself goes to
+//! stderr: stdout is criterion's, whose `--list` output cargo-nextest
+//! parses line by line (`cargo nextest run --all-targets` lists benches).
 
 use std::hint::black_box;
 use std::process::{Command, Stdio};
@@ -637,7 +639,7 @@ fn main() {
     .filter_map(|(env, program)| missing(env, program))
     .collect();
     if !missing.is_empty() {
-        println!(
+        eprintln!(
             "skipped: a real cluster needs redis-server and redis-cli ({})",
             missing.join("; ")
         );
@@ -660,7 +662,7 @@ fn main() {
             format!("{}: {} slots, {keys} keys", n.port, n.slot_count())
         })
         .collect();
-    println!("primaries: {}", spread.join("; "));
+    eprintln!("primaries: {}", spread.join("; "));
     cluster.reset_stats().expect("reset the error counts");
 
     let mut criterion = Criterion::default()
@@ -684,7 +686,7 @@ fn main() {
     criterion.final_summary();
     // Every command should have gone straight to its slot's owner.
     let redirects = cluster.total_redirects().expect("the error counts");
-    println!(
+    eprintln!(
         "redirects while measuring: {} MOVED, {} ASK",
         redirects.moved, redirects.ask
     );
