@@ -614,8 +614,8 @@ fn concurrent_group(g: &mut BenchmarkGroup<'_, WallTime>, c: &Clients, keys: &Ar
     });
 }
 
-/// Whether `program --version` runs (`env` names the variable the testkit
-/// reads the path from).
+/// Why `program` cannot be used (`program --version` fails), or `None`;
+/// `env` names the variable the testkit reads its path from.
 fn missing(env: &str, program: &str) -> Option<String> {
     let path = std::env::var_os(env).unwrap_or_else(|| program.into());
     let ran = Command::new(&path)
