@@ -34,6 +34,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -741,24 +742,31 @@ pub fn named_connections(cluster: &Cluster, name: &str) -> io::Result<BTreeMap<u
         .collect()
 }
 
-/// Polls (up to 10 s) until every primary has exactly one connection named
-/// `name` and no other node more than one: the client's shared connection
-/// per node (I4), closed ones gone. The counts of the last look otherwise.
+/// Polls (up to 10 s) until every primary has a number of connections
+/// named `name` in `primary` and every replica one in `replica` (closed
+/// connections take a moment to leave the servers' lists). The counts of
+/// the last look otherwise.
 ///
 /// # Errors
 ///
 /// Connection failures to the nodes.
-pub fn one_connection_per_node(
+pub fn wait_for_connections(
     cluster: &Cluster,
     name: &str,
+    primary: RangeInclusive<usize>,
+    replica: RangeInclusive<usize>,
 ) -> io::Result<Result<(), BTreeMap<u16, usize>>> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let counts = named_connections(cluster, name)?;
         let primaries: Vec<u16> = cluster.primaries().iter().map(|n| n.port).collect();
-        let ok = counts
-            .iter()
-            .all(|(port, &n)| n <= 1 && (n == 1 || !primaries.contains(port)));
+        let ok = counts.iter().all(|(port, n)| {
+            if primaries.contains(port) {
+                primary.contains(n)
+            } else {
+                replica.contains(n)
+            }
+        });
         if ok {
             return Ok(Ok(()));
         }

@@ -4,8 +4,9 @@
 //!
 //! 1. **Node identity** (I4): seeds spelled `localhost`, `LOCALHOST`,
 //!    `localhost.`, `127.0.0.1` and `[::1]` while the cluster announces
-//!    `127.0.0.1`; after 10,000 commands over every slot, exactly one
-//!    connection per primary (counted by the servers, by client name).
+//!    `127.0.0.1`; after 10,000 commands over every slot (and blocking
+//!    ones, on dedicated connections), exactly one connection per primary
+//!    per pool slot in use (counted by the servers, by client name).
 //! 2. **Live resharding under load** ([`reshard::scenario`]): threads run
 //!    a bounded load of reads and writes, single- and multi-key, while
 //!    slots move (`SETSLOT` + `MIGRATE`, so `ASK` is really exercised) and
@@ -81,7 +82,9 @@ fn node_identity(cluster: &Cluster) -> Client {
         .build()
         .unwrap();
 
-    // 10,000 commands over every slot, from 4 threads at once.
+    // 10,000 commands over every slot, from 4 threads at once, and a
+    // blocking command on every 50th slot from a fifth: those use one
+    // dedicated connection per node (one at a time, reused).
     thread::scope(|scope| {
         for t in 0..4u32 {
             let client = &client;
@@ -91,21 +94,28 @@ fn node_identity(cluster: &Cluster) -> Client {
                 }
             });
         }
+        let client = &client;
+        scope.spawn(move || {
+            for i in (0..10_000u32).step_by(50) {
+                let list = format!("{}:list", spread_key(i));
+                client.run(cmd::rpush(&list, [i])).unwrap();
+                let popped = client.run(cmd::blpop([&list], 5.0)).unwrap();
+                assert_eq!(popped.map(|(_, v)| v), Some(i.to_string().into()));
+            }
+        });
     });
     for i in (0..10_000u32).step_by(97) {
         let value: Option<String> = client.run(cmd::get(spread_key(i)).returning()).unwrap();
         assert_eq!(value, Some(i.to_string()), "{}", spread_key(i));
     }
 
-    // Exactly one connection per primary, none to a replica, however the
-    // seeds spelled them (a seed that could not be matched to a node is
-    // closed).
-    let counts = reshard::one_connection_per_node(cluster, NAME).unwrap();
+    // Exactly one connection per primary per pool slot in use (the shared
+    // one, one dedicated), none to a replica, however the seeds spelled
+    // them (a seed that could not be matched to a node is closed).
+    let counts = reshard::wait_for_connections(cluster, NAME, 2..=2, 0..=0).unwrap();
     assert_eq!(counts, Ok(()), "connections per node");
-    let counts = reshard::named_connections(cluster, NAME).unwrap();
-    assert_eq!(counts.values().sum::<usize>(), ports.len(), "{counts:?}");
     let stats = client.pool_stats();
-    assert_eq!(stats.open, ports.len(), "{stats:?}");
+    assert_eq!(stats.open, 2 * ports.len(), "{stats:?}");
     client
 }
 
@@ -155,8 +165,9 @@ fn live_resharding(cluster: &Cluster, client: &Client) {
     assert!(redirects.moved > 0, "no MOVED was exercised: {redirects:?}");
     // Redirects and waits spent no retry (there are none to spend).
     assert_eq!(client.pool_stats().retries, 0);
-    // Still one connection per node (I4), whatever moved.
-    let counts = reshard::one_connection_per_node(cluster, NAME).unwrap();
+    // Still the shared connection per primary and at most the dedicated one
+    // of phase 1 besides, whatever moved (I4).
+    let counts = reshard::wait_for_connections(cluster, NAME, 1..=2, 0..=2).unwrap();
     assert_eq!(counts, Ok(()), "connections per node");
 }
 
