@@ -24,7 +24,8 @@
 //! those slots between the batches (the source answers `-ASK` for the keys
 //! already moved), each migration finished (`-MOVED` follows); then the
 //! new owner fails over by `CLUSTER FAILOVER` on its replica; then the hot
-//! slots move again, off the promoted replica. It ends with [`Progress::stop`].
+//! slots move again, off the promoted replica; then the demoted primary
+//! fails back. It ends with [`Progress::stop`].
 //!
 //! # The checks
 //!
