@@ -11,11 +11,14 @@
 //!   unix socket), killed when dropped.
 //! - [`cluster`]: a real Redis Cluster of those servers (`redis-cli --cluster
 //!   create`), with slot migration, resharding and failover for the tests.
+//! - [`reshard`]: live resharding under load: a model of every acknowledged
+//!   write, the topology changes made meanwhile, the checks afterwards.
 
 pub mod certs;
 pub mod cluster;
 pub mod fake;
 pub mod peer;
+pub mod reshard;
 pub mod server;
 pub mod sim;
 pub mod world;

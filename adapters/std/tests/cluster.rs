@@ -1,0 +1,179 @@
+//! redpoll-std against a real Redis Cluster on loopback (3 primaries with a
+//! replica each), in one test on one cluster (the suite's time budget),
+//! two phases with one client:
+//!
+//! 1. **Node identity** (I4): seeds spelled `localhost`, `LOCALHOST`,
+//!    `localhost.`, `127.0.0.1` and `[::1]` while the cluster announces
+//!    `127.0.0.1`; after 10,000 commands over every slot (and blocking
+//!    ones, on dedicated connections), exactly one connection per primary
+//!    per pool slot in use (counted by the servers, by client name).
+//! 2. **Live resharding under load** ([`reshard::scenario`]): threads run
+//!    a bounded load of reads and writes, single- and multi-key, while
+//!    slots move (`SETSLOT` + `MIGRATE`, so `ASK` is really exercised) and
+//!    a primary fails over and back (`CLUSTER FAILOVER`): no failed
+//!    command, no lost write, `ASK` and `MOVED` counted by the servers, and
+//!    still one connection per node. The client has no retries: a
+//!    redirect is not a failure.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use redpoll_std::{Client, cmd};
+use redpoll_testkit::cluster::{Cluster, ClusterOptions, hash_tag_for_slot};
+use redpoll_testkit::reshard::{self, KeySpace, Op, Progress, Reply, Worker};
+
+/// Concurrent threads, each the only writer of its keys.
+const WORKERS: usize = 12;
+/// The client's connection name, to count its connections on each node.
+const NAME: &str = "redpoll-std-cluster";
+
+fn run(client: &Client, op: Op) -> Result<Reply, String> {
+    let outcome = match op {
+        Op::Set { key, value } => client.run(cmd::set(&key, &value)).map(|()| Reply::Ok),
+        Op::MSet { keys, value } => client
+            .run(cmd::mset(keys.iter().map(|k| (k, &value))))
+            .map(|()| Reply::Ok),
+        Op::Incr { key } => client.run(cmd::incr(&key)).map(Reply::Int),
+        Op::Get { key } => client
+            .run(cmd::get(&key).returning::<Option<String>>())
+            .map(Reply::Value),
+        Op::MGet { keys } => client
+            .run(cmd::mget(&keys).returning::<Vec<Option<String>>>())
+            .map(Reply::Values),
+    };
+    outcome.map_err(|e| e.to_string())
+}
+
+fn work(client: &Client, mut worker: Worker, progress: &Progress) -> Worker {
+    while !progress.stopped() {
+        let op = worker.next_op();
+        let outcome = run(client, op);
+        worker.done(progress, outcome);
+    }
+    worker
+}
+
+/// The key of command `i` of 10,000 spread over every slot.
+fn spread_key(i: u32) -> String {
+    let slot = u16::try_from(i * 16_384 / 10_000).unwrap();
+    format!("{{{}}}:id{i}", hash_tag_for_slot(slot))
+}
+
+/// Phase 1: seeds in any spelling, one connection per node.
+fn node_identity(cluster: &Cluster) -> Client {
+    let ports: Vec<u16> = cluster.primaries().iter().map(|n| n.port).collect();
+    // The cluster announces 127.0.0.1; the seeds say otherwise.
+    let first = format!("redis://localhost:{}?name={NAME}", ports[0]);
+    let mut more = vec![
+        format!("redis://LOCALHOST:{}", ports[1]),
+        format!("redis://127.0.0.1:{}", ports[2]),
+        format!("redis://localhost.:{}", ports[0]),
+    ];
+    if cluster.ipv6() {
+        more.push(format!("redis://[::1]:{}", ports[1]));
+    }
+    let more: Vec<&str> = more.iter().map(String::as_str).collect();
+    let client = Client::builder(&first)
+        .unwrap()
+        .response_timeout(Some(Duration::from_secs(10)))
+        .cluster(&more)
+        .unwrap()
+        .build()
+        .unwrap();
+
+    // 10,000 commands over every slot, from 4 threads at once, and a
+    // blocking command on every 50th slot from a fifth: those use one
+    // dedicated connection per node (one at a time, reused).
+    thread::scope(|scope| {
+        for t in 0..4u32 {
+            let client = &client;
+            scope.spawn(move || {
+                for i in (t..10_000).step_by(4) {
+                    client.run(cmd::set(spread_key(i), i)).unwrap();
+                }
+            });
+        }
+        let client = &client;
+        scope.spawn(move || {
+            for i in (0..10_000u32).step_by(50) {
+                let list = format!("{}:list", spread_key(i));
+                client.run(cmd::rpush(&list, [i])).unwrap();
+                let popped = client.run(cmd::blpop([&list], 5.0)).unwrap();
+                assert_eq!(popped.map(|(_, v)| v), Some(i.to_string().into()));
+            }
+        });
+    });
+    for i in (0..10_000u32).step_by(97) {
+        let value: Option<String> = client.run(cmd::get(spread_key(i)).returning()).unwrap();
+        assert_eq!(value, Some(i.to_string()), "{}", spread_key(i));
+    }
+
+    // Exactly one connection per primary per pool slot in use (the shared
+    // one, one dedicated), none to a replica, however the seeds spelled
+    // them (a seed that could not be matched to a node is closed).
+    let counts = reshard::wait_for_connections(cluster, NAME, 2..=2, 0..=0).unwrap();
+    assert_eq!(counts, Ok(()), "connections per node");
+    let stats = client.pool_stats();
+    assert_eq!(stats.open, 2 * ports.len(), "{stats:?}");
+    client
+}
+
+/// Phase 2: the load, the topology changes, the checks.
+fn live_resharding(cluster: &Cluster, client: &Client) {
+    let started = Instant::now();
+    let keys = KeySpace::new(1500, &reshard::hot_slots(cluster, 3), 24);
+    let progress = Arc::new(Progress::new());
+    cluster.reset_stats().unwrap();
+    let (workers, timeline) = thread::scope(|scope| {
+        let threads: Vec<_> = keys
+            .workers(WORKERS)
+            .into_iter()
+            .map(|w| {
+                let progress = &progress;
+                scope.spawn(move || work(client, w, progress))
+            })
+            .collect();
+        let timeline = reshard::scenario(cluster, &progress, &keys, WORKERS);
+        let workers: Vec<Worker> = threads
+            .into_iter()
+            .map(|t| t.join().expect("a load thread"))
+            .collect();
+        (workers, timeline)
+    });
+    let timeline = timeline.expect("the topology changes");
+
+    let verdict = reshard::verify(cluster, &progress, &workers, |key| {
+        client
+            .run(cmd::get(key).returning::<Option<String>>())
+            .map_err(|e| e.to_string())
+    })
+    .unwrap();
+    let redirects = cluster.total_redirects().unwrap();
+    let tryagain = reshard::error_count(cluster, "TRYAGAIN").unwrap();
+    eprintln!(
+        "{} commands, {} keys checked, {} keys migrated, {redirects:?}, {tryagain} TRYAGAIN, {:?}; steps: {:?}",
+        verdict.ops,
+        verdict.keys,
+        timeline.keys_migrated,
+        started.elapsed(),
+        timeline.steps
+    );
+    assert_eq!(verdict.failure_count, 0, "{:#?}", verdict.failures);
+    assert!(verdict.lost.is_empty(), "{:#?}", verdict.lost);
+    assert!(redirects.ask > 0, "no ASK was exercised: {redirects:?}");
+    assert!(redirects.moved > 0, "no MOVED was exercised: {redirects:?}");
+    // Redirects and waits spent no retry (there are none to spend).
+    assert_eq!(client.pool_stats().retries, 0);
+    // Still the shared connection per primary and at most the dedicated one
+    // of phase 1 besides, whatever moved (I4).
+    let counts = reshard::wait_for_connections(cluster, NAME, 1..=2, 0..=2).unwrap();
+    assert_eq!(counts, Ok(()), "connections per node");
+}
+
+#[test]
+fn one_connection_per_node_then_live_resharding_and_failover_under_load() {
+    let cluster = Cluster::start(ClusterOptions::new()).expect("a cluster");
+    let client = node_identity(&cluster);
+    live_resharding(&cluster, &client);
+}
