@@ -80,6 +80,7 @@ use super::redirect::{
     Attempt, ClusterFailure, ClusterReply, RedirectPolicy, RefreshSchedule, Resolution, Route,
     resolve, route,
 };
+use super::split::{Merge, fan_out};
 use super::topology::{Topology, TopologyError};
 use crate::client::{Client, ClientConfig, Status};
 use crate::command::{Command, ReplyKind};
@@ -90,6 +91,8 @@ use crate::pool::{ClosedCounts, PoolStats};
 use crate::reconnect::Phase;
 use crate::resp::Frame;
 use crate::time::{Duration, Instant};
+
+mod group;
 
 /// Why leases are refused by the cluster client.
 const NO_LEASES: &str =
@@ -191,6 +194,12 @@ struct Pending {
     block: Option<Duration>,
     kind: ReplyKind,
     slot: Option<u16>,
+    /// Sent to this node, whatever its keys ([`ClusterClient::send_to_node`],
+    /// the parts of a command sent to every primary).
+    node: Option<NodeKey>,
+    /// A keyless command for every primary, split into one part each once
+    /// the topology is known.
+    fan_out: Option<Merge>,
     created: Instant,
     deadline: Option<Instant>,
     redirects: u32,
@@ -257,6 +266,8 @@ pub struct ClusterClient {
     outer_of: BTreeMap<(Handle, SocketId), SocketId>,
     next_socket: u64,
     requests: BTreeMap<RequestId, Pending>,
+    /// Requests made of parts (split per slot, sent to every primary).
+    groups: group::Groups,
     purposes: BTreeMap<(Handle, RequestId), Purpose>,
     next_request: u64,
     /// Requests parked until the next refresh, in order.
@@ -301,6 +312,7 @@ impl ClusterClient {
             outer_of: BTreeMap::new(),
             next_socket: 0,
             requests: BTreeMap::new(),
+            groups: group::Groups::default(),
             purposes: BTreeMap::new(),
             next_request: 0,
             after_refresh: VecDeque::new(),
@@ -339,37 +351,21 @@ impl ClusterClient {
         }
         cmd.encode(&mut self.staging);
         let bytes = self.staging.split().freeze();
-        let slot = match args(&bytes).map(command_slot) {
-            Some(Ok(slot)) => slot,
-            None => None,
+        let mut p = self.pending(now, bytes, cmd.block_timeout(), cmd.reply_kind());
+        match args(&p.cmd).map(command_slot) {
+            Some(Ok(Some(slot))) => p.slot = Some(slot),
+            Some(Ok(None)) => p.fan_out = args(&p.cmd).and_then(fan_out),
+            None => {}
             Some(Err(cross)) => {
-                let error = Error::Cluster(ClusterFailure::CrossSlot(cross));
-                self.respond(id, Err(error));
+                if !self.send_split(now, id, &p) {
+                    let error = Error::Cluster(ClusterFailure::CrossSlot(cross));
+                    self.respond(id, Err(error));
+                }
+                self.pump(now);
                 return id;
             }
-        };
-        let block = cmd.block_timeout();
-        let deadline = self.config.node.response_timeout.map(|timeout| {
-            let timeout = block.map_or(timeout, |b| timeout.saturating_add(b));
-            now.saturating_add(timeout)
-        });
-        if let Some(at) = deadline {
-            self.deadlines.insert((at, id));
         }
-        self.requests.insert(
-            id,
-            Pending {
-                cmd: bytes,
-                block,
-                kind: cmd.reply_kind(),
-                slot,
-                created: now,
-                deadline,
-                redirects: 0,
-                waits: 0,
-                state: State::New,
-            },
-        );
+        self.admit(id, p);
         self.dispatch(now, id);
         self.pump(now);
         id
@@ -379,6 +375,7 @@ impl ClusterClient {
     /// due is read and discarded by its node's client.
     pub fn cancel(&mut self, id: RequestId) {
         let _ = self.forget(id);
+        self.cancel_group(id);
         self.events
             .retain(|e| !matches!(e, Event::Response { id: r, .. } if *r == id));
         let now = self.now;
@@ -682,7 +679,9 @@ impl ClusterClient {
     }
 
     fn respond(&mut self, id: RequestId, result: Result<Frame, Error>) {
-        self.events.push_back(Event::Response { id, result });
+        if let Some(result) = self.part_ended(id, result) {
+            self.events.push_back(Event::Response { id, result });
+        }
     }
 
     /// A client was called: it may have effects and events.
@@ -869,13 +868,24 @@ impl ClusterClient {
             self.schedule.request();
             return self.park_for_refresh(id);
         }
-        match p.slot {
-            Some(slot) => {
+        if let Some(merge) = p.fan_out {
+            return self.expand_fan_out(now, id, merge);
+        }
+        match (p.slot, &p.node) {
+            (Some(slot), _) => {
                 let nodes = &self.nodes;
                 let resolution = route(slot, &self.topology, &self.keys, |k| nodes.contains_key(k));
                 self.follow(now, id, resolution, None, false);
             }
-            None => {
+            (None, Some(node)) => {
+                let node = node.clone();
+                if self.topology.node(&node).is_some() {
+                    self.send_to(now, id, &node, false);
+                } else {
+                    self.finish(id, Err(Error::Cluster(ClusterFailure::UnknownNode)));
+                }
+            }
+            (None, None) => {
                 let shards = self.topology.shards();
                 let key = shards[self.round_robin % shards.len()].primary.key.clone();
                 self.round_robin = self.round_robin.wrapping_add(1);

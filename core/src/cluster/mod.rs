@@ -43,6 +43,7 @@ mod keys;
 mod node;
 mod redirect;
 mod slot;
+mod split;
 mod topology;
 
 pub use client::{ClusterClient, ClusterConfig};
