@@ -5,9 +5,13 @@
 //!
 //! - **Which node** a request goes to: the owner of its slot
 //!   ([`command_slot`] over the encoded arguments, then [`route`]); a
-//!   keyless or unknown command goes to the primaries in turn; a command
-//!   whose keys are in different slots fails at once with
-//!   [`ClusterFailure::CrossSlot`].
+//!   keyless or unknown command goes to the primaries in turn, but for
+//!   those sent to every primary (`FLUSHALL`, `SCRIPT LOAD`, `DBSIZE`,
+//!   `KEYS`: the `split` module's table); `MGET`, `MSET`, `DEL`, `EXISTS`,
+//!   `UNLINK` and `TOUCH` across slots are split per slot, any other
+//!   command whose keys are in different slots fails at once with
+//!   [`ClusterFailure::CrossSlot`]. The parts of a split or fanned-out
+//!   command are requests of their own, under one caller's id (`group`).
 //! - **What a reply means** ([`resolve`]): the caller's answer, a `MOVED`
 //!   (the slot map changes at once, a refresh is asked for, the command
 //!   goes to the new owner), an `ASK` (`ASKING` then the command to the
@@ -63,7 +67,9 @@
 //! - Leases ([`ClusterClient::lease`]) are refused: a transaction in a
 //!   cluster must stay on the node of one slot, and the lease API does not
 //!   name one yet.
-//! - Multi-key commands across slots are refused, not split.
+//! - Multi-key commands across slots are split only when that keeps
+//!   their meaning (not `MSETNX`, `RENAME`, `SUNIONSTORE`, ...), per slot
+//!   and not per node.
 //! - A blocking command answered with `ASK` waits (as for `TRYAGAIN`)
 //!   instead of following: its dedicated connection is not the one an
 //!   `ASKING` could be sent on.
