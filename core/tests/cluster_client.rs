@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use redpoll_core::cluster::{ClusterClient, ClusterConfig, ClusterFailure, NodeKey, slot};
+use redpoll_core::cluster::{
+    ClusterClient, ClusterConfig, ClusterFailure, ClusterScan, NodeKey, NodeKeys, slot,
+};
 use redpoll_core::conn::ConnConfig;
 use redpoll_core::resp::Frame;
 use redpoll_core::{
@@ -1436,5 +1438,53 @@ fn script_load_must_agree_on_every_primary() {
     for port in PORTS {
         assert_eq!(net.sim.borrow().count(port, "SCRIPT"), 2, "{port}");
     }
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_scan_walks_every_primary_with_its_own_cursor() {
+    let mut net = warmed_up();
+    let keys = spread_keys(5);
+    set_all(&mut net, &keys);
+    let primaries = net.client.primaries();
+    let names: Vec<String> = primaries.iter().map(ToString::to_string).collect();
+    assert_eq!(names, PORTS.map(node_key));
+    let mut scan = ClusterScan::new(redpoll_core::cmd::scan(0), primaries);
+    let mut found: Vec<Bytes> = Vec::new();
+    while let Some((node, cmd)) = scan.next_cmd() {
+        let node = node.clone();
+        let id = net.client.send_to_node(net.now, &node, &cmd);
+        net.run();
+        let reply = cmd.decode(net.reply(id)).expect("a scan reply");
+        found.extend(scan.feed(reply));
+    }
+    // The warm-up keys too, each once.
+    let mut expected: BTreeSet<Bytes> = keys.iter().map(|k| Bytes::from(k.clone())).collect();
+    expected.extend(PORTS.map(|p| Bytes::from(key_on(p, 0))));
+    found.sort();
+    assert_eq!(found, expected.into_iter().collect::<Vec<_>>());
+    // 5 keys a node or more, 3 a page: at least 2 pages each.
+    for port in PORTS {
+        assert!(net.sim.borrow().count(port, "SCAN") >= 2, "{port}");
+    }
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_command_for_a_node_outside_the_topology_fails() {
+    let mut net = warmed_up();
+    let spare = NodeKeys::new().key("127.0.0.1", 7003).expect("a key");
+    let id = net.client.send_to_node(net.now, &spare, &["DBSIZE"]);
+    net.run();
+    assert_eq!(
+        net.response(id),
+        Some(&Err(Error::Cluster(ClusterFailure::UnknownNode)))
+    );
+    assert_eq!(net.sim.borrow().count(7003, "DBSIZE"), 0);
+    let member = NodeKeys::new().key("127.0.0.1", 7001).expect("a key");
+    let id = net.client.send_to_node(net.now, &member, &["DBSIZE"]);
+    net.run();
+    assert_eq!(net.reply(id), Frame::Integer(1));
+    assert_eq!(net.sim.borrow().count(7001, "DBSIZE"), 1);
     net.shutdown_and_check();
 }
