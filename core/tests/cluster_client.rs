@@ -1488,3 +1488,46 @@ fn a_command_for_a_node_outside_the_topology_fails() {
     assert_eq!(net.sim.borrow().count(7001, "DBSIZE"), 1);
     net.shutdown_and_check();
 }
+
+#[test]
+fn a_command_for_every_primary_fails_once_when_one_is_down() {
+    let mut config = ClusterConfig::new(seeds(), node_config());
+    config.node.response_timeout = Some(Duration::from_millis(500));
+    let mut net = Net::with_config(Sim::three(), config);
+    for port in PORTS {
+        let id = net.send(&["SET", &key_on(port, 0), "v"]);
+        assert_eq!(net.reply(id), ok());
+    }
+    let before = response_ids(&net).len();
+    // 7002 is down but still listed (no failover yet).
+    net.kill(7002);
+    let id = net.send(&["FLUSHALL"]);
+    net.until_done(id, Duration::from_secs(5));
+    assert!(
+        matches!(net.response(id), Some(Err(e)) if e.is_timeout() || matches!(e, Error::Connection(_))),
+        "{:?}",
+        net.response(id)
+    );
+    // The live primaries did flush: a fan-out is not a transaction.
+    for port in [7000, 7001] {
+        assert_eq!(net.sim.borrow().count(port, "FLUSHALL"), 1, "{port}");
+    }
+    net.advance(Duration::from_secs(5));
+    assert_eq!(response_ids(&net)[before..], [id]);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_fan_out_waiting_for_a_topology_that_never_comes_fails_with_the_reason() {
+    let mut net = Net::new(Sim::three(), vec![tcp("127.0.0.1", 7009)]);
+    let id = net.send(&["DBSIZE"]);
+    net.until_done(id, Duration::from_secs(1));
+    assert_eq!(
+        net.response(id),
+        Some(&Err(Error::Connection(CloseReason::ConnectFailed(
+            IoError::Refused
+        ))))
+    );
+    assert_eq!(response_ids(&net), [id]);
+    net.shutdown_and_check();
+}
