@@ -36,6 +36,10 @@ struct SimNode {
     up: bool,
     /// Announced in `CLUSTER SHARDS` / `SLOTS`.
     member: bool,
+    /// A replica of this primary (announced in its shard; `member` false).
+    replica_of: Option<u16>,
+    /// Announced with health `fail`.
+    failed: bool,
 }
 
 /// The shared state every simulated connection answers from.
@@ -90,6 +94,8 @@ impl Sim {
                     data: HashMap::new(),
                     up: true,
                     member: port != 7003,
+                    replica_of: None,
+                    failed: false,
                 },
             );
         }
@@ -100,6 +106,26 @@ impl Sim {
                 _ => 7002,
             })
             .collect();
+        sim
+    }
+
+    /// [`Sim::three`] with a replica of each primary: 7100 of 7000, ...
+    fn with_replicas() -> Self {
+        let mut sim = Self::three();
+        for primary in PORTS {
+            let port = primary + 100;
+            sim.nodes.insert(
+                port,
+                SimNode {
+                    id: format!("{port:040x}"),
+                    data: HashMap::new(),
+                    up: true,
+                    member: false,
+                    replica_of: Some(primary),
+                    failed: false,
+                },
+            );
+        }
         sim
     }
 
@@ -131,18 +157,27 @@ impl Sim {
                     .into_iter()
                     .flat_map(|(a, b)| [Frame::Integer(a), Frame::Integer(b)])
                     .collect();
-                let me = Frame::Map(vec![
-                    (bulk("id"), bulk(node.id.clone())),
-                    (bulk("port"), Frame::Integer(i64::from(port))),
-                    (bulk("ip"), bulk("127.0.0.1")),
-                    (bulk("endpoint"), bulk("127.0.0.1")),
-                    (bulk("role"), bulk("master")),
-                    (bulk("replication-offset"), Frame::Integer(0)),
-                    (bulk("health"), bulk("online")),
-                ]);
+                let describe = |port: u16, node: &SimNode, role: &'static str| {
+                    let health = if node.failed { "fail" } else { "online" };
+                    Frame::Map(vec![
+                        (bulk("id"), bulk(node.id.clone())),
+                        (bulk("port"), Frame::Integer(i64::from(port))),
+                        (bulk("ip"), bulk("127.0.0.1")),
+                        (bulk("endpoint"), bulk("127.0.0.1")),
+                        (bulk("role"), bulk(role)),
+                        (bulk("replication-offset"), Frame::Integer(0)),
+                        (bulk("health"), bulk(health)),
+                    ])
+                };
+                let mut nodes = vec![describe(port, node, "master")];
+                for (&r, replica) in &self.nodes {
+                    if replica.replica_of == Some(port) {
+                        nodes.push(describe(r, replica, "replica"));
+                    }
+                }
                 Frame::Map(vec![
                     (bulk("slots"), Frame::Array(slots)),
-                    (bulk("nodes"), Frame::Array(vec![me])),
+                    (bulk("nodes"), Frame::Array(nodes)),
                 ])
             })
             .collect();
@@ -193,6 +228,7 @@ impl Sim {
         port: u16,
         conn: u64,
         asking: &mut bool,
+        readonly: &mut bool,
         args: &[Bytes],
     ) -> Option<Answer> {
         let words: Vec<String> = args
@@ -208,6 +244,10 @@ impl Sim {
         match name.as_str() {
             "ASKING" => {
                 *asking = true;
+                Some(Answer::Reply(simple("OK")))
+            }
+            "READONLY" => {
+                *readonly = true;
                 Some(Answer::Reply(simple("OK")))
             }
             "PING" => Some(Answer::Reply(simple("PONG"))),
@@ -249,7 +289,16 @@ impl Sim {
                 }
                 let owner = self.owner[usize::from(slot)];
                 let migrating_to = self.migrating.get(&slot).copied();
-                if owner == port {
+                // A replica serves reads of its primary's slots after
+                // READONLY, from its primary's data.
+                let mut data_port = port;
+                if let Some(primary) = self.nodes[&port].replica_of {
+                    let read = matches!(name.as_str(), "GET" | "MGET" | "EXISTS");
+                    if !(*readonly && read && owner == primary) {
+                        return Some(error(format!("MOVED {slot} 127.0.0.1:{owner}")));
+                    }
+                    data_port = primary;
+                } else if owner == port {
                     let data = &self.nodes[&port].data;
                     if let Some(target) = migrating_to
                         && !keys.iter().any(|k| data.contains_key(k))
@@ -264,7 +313,7 @@ impl Sim {
                         "WRONGTYPE Operation against a key holding the wrong kind of value".into(),
                     ));
                 }
-                let data = &mut self.nodes.get_mut(&port).expect("a node").data;
+                let data = &mut self.nodes.get_mut(&data_port).expect("a node").data;
                 let value = |data: &HashMap<Bytes, Bytes>, key: &Bytes| {
                     data.get(key).cloned().map_or(Frame::Null, Frame::Bulk)
                 };
@@ -446,8 +495,10 @@ impl Net {
                     let conn = self.next_conn;
                     self.next_conn += 1;
                     let mut asking = false;
+                    let mut readonly = false;
                     let peer = Peer::plain().with_handler(move |args| {
-                        sim.borrow_mut().answer(port, conn, &mut asking, args)
+                        sim.borrow_mut()
+                            .answer(port, conn, &mut asking, &mut readonly, args)
                     });
                     self.peers.insert(socket, (port, peer));
                     self.client.handle_connected(self.now, socket);
@@ -1529,5 +1580,109 @@ fn a_fan_out_waiting_for_a_topology_that_never_comes_fails_with_the_reason() {
         ))))
     );
     assert_eq!(response_ids(&net), [id]);
+    net.shutdown_and_check();
+}
+
+// ---- reads from replicas ------------------------------------------------------
+
+fn replica_reads() -> Net {
+    let mut config = ClusterConfig::new(seeds(), node_config());
+    config.read_from_replicas = true;
+    Net::with_config(Sim::with_replicas(), config)
+}
+
+#[test]
+fn reads_go_to_replicas_after_readonly_and_writes_to_primaries() {
+    let mut net = replica_reads();
+    let keys = spread_keys(2);
+    set_all(&mut net, &keys);
+    for key in &keys {
+        let id = net.send(&["GET", key]);
+        assert_eq!(net.reply(id), bulk(format!("v-{key}")), "{key}");
+    }
+    let id = net.send(&mget(&keys));
+    let values: Vec<Frame> = keys.iter().map(|k| bulk(format!("v-{k}"))).collect();
+    assert_eq!(net.reply(id), Frame::Array(values));
+    let sim = net.sim.borrow();
+    for primary in PORTS {
+        let replica = primary + 100;
+        assert_eq!(sim.count(primary, "SET"), 2, "{primary}");
+        assert_eq!(sim.count(primary, "GET"), 0, "{primary}");
+        assert_eq!(sim.count(replica, "GET"), 2, "{replica}");
+        assert_eq!(sim.count(replica, "MGET"), 2, "{replica}");
+        assert_eq!(sim.count(replica, "SET"), 0, "{replica}");
+        // Every replica connection said READONLY first.
+        for (_, conn, words) in sim.log.iter().filter(|(p, ..)| *p == replica) {
+            let first = sim
+                .log
+                .iter()
+                .find(|(p, c, _)| *p == replica && c == conn)
+                .map(|(_, _, w)| w[0].as_str());
+            assert_eq!(first, Some("READONLY"), "{words:?}");
+        }
+    }
+    drop(sim);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_failed_replica_is_skipped_and_a_moved_slot_read_follows_the_redirect() {
+    let mut sim = Sim::with_replicas();
+    sim.nodes.get_mut(&7101).expect("replica").failed = true;
+    let mut net = Net::with_config(sim, {
+        let mut config = ClusterConfig::new(seeds(), node_config());
+        config.read_from_replicas = true;
+        config
+    });
+    let key = key_on(7001, 0);
+    set_all(&mut net, std::slice::from_ref(&key));
+    let id = net.send(&["GET", &key]);
+    assert_eq!(net.reply(id), bulk(format!("v-{key}")));
+    assert_eq!(
+        net.sim.borrow().count(7001, "GET"),
+        1,
+        "read from the primary"
+    );
+    assert_eq!(net.sim.borrow().count(7101, "GET"), 0);
+    // A slot of 7000 moves to 7002: 7000's replica redirects the read.
+    let key = key_on(7000, 1);
+    set_all(&mut net, std::slice::from_ref(&key));
+    {
+        let mut sim = net.sim.borrow_mut();
+        let at = usize::from(slot(key.as_bytes()));
+        sim.owner[at] = 7002;
+        let value = sim
+            .nodes
+            .get_mut(&7000)
+            .expect("node")
+            .data
+            .remove(key.as_bytes());
+        sim.nodes
+            .get_mut(&7002)
+            .expect("node")
+            .data
+            .insert(Bytes::from(key.clone()), value.expect("set"));
+    }
+    let id = net.send(&["GET", &key]);
+    assert_eq!(net.reply(id), bulk(format!("v-{key}")));
+    assert_eq!(
+        net.sim.borrow().count(7100, "GET"),
+        1,
+        "MOVED from the replica"
+    );
+    assert_eq!(net.sim.borrow().count(7002, "GET"), 1, "then the new owner");
+    net.shutdown_and_check();
+}
+
+#[test]
+fn without_the_option_replicas_get_nothing() {
+    let mut net = Net::new(Sim::with_replicas(), seeds());
+    let keys = spread_keys(1);
+    set_all(&mut net, &keys);
+    let id = net.send(&mget(&keys));
+    assert!(matches!(net.reply(id), Frame::Array(_)));
+    let sim = net.sim.borrow();
+    assert!(sim.log.iter().all(|(p, ..)| *p < 7100), "{:?}", sim.log);
+    drop(sim);
     net.shutdown_and_check();
 }

@@ -99,6 +99,7 @@ use crate::resp::Frame;
 use crate::time::{Duration, Instant};
 
 mod group;
+mod replicas;
 
 /// Why leases are refused by the cluster client.
 const NO_LEASES: &str =
@@ -123,6 +124,12 @@ pub struct ClusterConfig {
     /// At most one topology refresh starts per this interval. Default:
     /// 100 ms.
     pub refresh_min_interval: Duration,
+    /// Read-only commands ([`is_read_only`](crate::command::is_read_only))
+    /// go to a replica of their slot's shard, in turn, when it has one
+    /// that is not failed or loading; every node connection then sends
+    /// `READONLY` in its handshake. A replica may lag its primary: a read
+    /// may miss the latest writes. Default: off.
+    pub read_from_replicas: bool,
 }
 
 impl ClusterConfig {
@@ -135,6 +142,7 @@ impl ClusterConfig {
             node,
             redirects: RedirectPolicy::default(),
             refresh_min_interval: Duration::from_millis(100),
+            read_from_replicas: false,
         }
     }
 }
@@ -288,6 +296,8 @@ pub struct ClusterClient {
     staging: BytesMut,
     /// The next primary for keyless commands.
     round_robin: usize,
+    /// The next replica for reads ([`ClusterConfig::read_from_replicas`]).
+    replica_turn: usize,
     /// Whether any node connection finished its handshake.
     established: bool,
     /// `connect` was called: connect to every primary once the topology is
@@ -329,6 +339,7 @@ impl ClusterClient {
             events: VecDeque::new(),
             staging: BytesMut::new(),
             round_robin: 0,
+            replica_turn: 0,
             established: false,
             connect_wanted: false,
             shut_down: false,
@@ -801,6 +812,8 @@ impl ClusterClient {
         self.next_handle += 1;
         let mut config = self.config.node.clone();
         config.conn.address = self.keys.address(key);
+        // Harmless on a primary, and a node's role can change.
+        config.conn.readonly |= self.config.read_from_replicas;
         // Decorrelates the nodes' reconnect jitter, deterministically.
         config.reconnect.seed ^= (h.0 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         self.members.insert(
@@ -879,6 +892,9 @@ impl ClusterClient {
         }
         match (p.slot, &p.node) {
             (Some(slot), _) => {
+                if let Some(replica) = self.replica_for(id, slot) {
+                    return self.send_to(now, id, &replica, false);
+                }
                 let nodes = &self.nodes;
                 let resolution = route(slot, &self.topology, &self.keys, |k| nodes.contains_key(k));
                 self.follow(now, id, resolution, None, false);
