@@ -740,6 +740,8 @@ pub struct Builder {
     config: ClientConfig,
     /// Set for a cluster client: its seed nodes.
     seeds: Option<Vec<redpoll_core::Address>>,
+    /// A cluster client's reads go to replicas.
+    read_from_replicas: bool,
     #[cfg(feature = "tls")]
     tls: Option<redpoll_core::conn::TlsConfigBuilder>,
 }
@@ -763,6 +765,7 @@ impl Builder {
         Ok(Self {
             config: url.client_config(),
             seeds: None,
+            read_from_replicas: false,
             #[cfg(feature = "tls")]
             tls: url.tls_builder(),
         })
@@ -774,6 +777,7 @@ impl Builder {
         Self {
             config,
             seeds: None,
+            read_from_replicas: false,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -881,9 +885,14 @@ impl Builder {
     /// When the TLS configuration is unusable.
     pub fn build(mut self) -> Result<Client, Error> {
         let seeds = self.seeds.take();
+        let replicas = self.read_from_replicas;
         let config = self.config()?;
         Ok(match seeds {
-            Some(seeds) => Client::cluster(ClusterConfig::new(seeds, config)),
+            Some(seeds) => {
+                let mut cluster = ClusterConfig::new(seeds, config);
+                cluster.read_from_replicas = replicas;
+                Client::cluster(cluster)
+            }
             None => Client::new(config),
         })
     }
@@ -904,6 +913,15 @@ impl Builder {
         }
         self.seeds = Some(seeds);
         Ok(self)
+    }
+
+    /// A cluster client sends read-only commands to replicas of their
+    /// slot's shard, which may lag their primary (see
+    /// [`ClusterConfig::read_from_replicas`]). Default: off.
+    #[must_use]
+    pub const fn read_from_replicas(mut self, on: bool) -> Self {
+        self.read_from_replicas = on;
+        self
     }
 }
 

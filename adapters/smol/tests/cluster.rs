@@ -1,7 +1,8 @@
 //! redpoll-smol against a real Redis Cluster on loopback (3 primaries with
 //! a replica each): node identity whatever the seeds' spelling (I4), every
 //! command served across all slots, multi-key commands split per slot,
-//! keyless commands sent to every primary, and `SCAN` over every primary.
+//! keyless commands sent to every primary, `SCAN` over every primary, and
+//! reads from replicas.
 
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,7 @@ fn seeds_in_any_spelling_give_one_connection_per_node() {
     // The same cluster, emptied: the commands the client splits or fans out.
     block_on(split_and_fanned_out_commands(&client));
     block_on(scan_walks_every_primary(&client));
+    reads_from_replicas(&cluster, &first);
 }
 
 /// `n` keys spread over the slots (no hash tag).
@@ -171,4 +173,55 @@ async fn scan_walks_every_primary(client: &Client) {
     let mut expected = keys;
     expected.sort();
     assert_eq!(found, expected, "every key exactly once");
+}
+
+/// The `GET` calls each replica has served.
+fn replica_gets(cluster: &Cluster) -> Vec<u64> {
+    cluster
+        .replicas()
+        .iter()
+        .map(|n| {
+            let stats = cluster.cmd_text(n.port, &["INFO", "commandstats"]).unwrap();
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+                .and_then(|rest| rest.split(',').next())
+                .map_or(0, |n| n.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The keys of `scan_walks_every_primary`, read through a client that
+/// reads from replicas: every replica serves some, and they converge to
+/// the primaries' values (replication is asynchronous: a read may lag).
+fn reads_from_replicas(cluster: &Cluster, seed: &str) {
+    let before = replica_gets(cluster);
+    let client = Builder::new(seed)
+        .unwrap()
+        .response_timeout(Duration::from_secs(5))
+        .cluster(&[])
+        .unwrap()
+        .read_from_replicas(true)
+        .build()
+        .unwrap();
+    let keys = spread("scan", 500);
+    block_on(async {
+        for key in &keys {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let value: Option<String> = client.run(cmd::get(key).returning()).await.unwrap();
+                if value.as_deref() == Some("v") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{key} never replicated");
+            }
+        }
+    });
+    let after = replica_gets(cluster);
+    assert_eq!(before.len(), 3, "a replica per primary");
+    for (b, a) in before.iter().zip(&after) {
+        assert!(a > b, "every replica served reads: {before:?} -> {after:?}");
+    }
+    let served: u64 = after.iter().sum::<u64>() - before.iter().sum::<u64>();
+    assert!(served >= 500, "{served}");
 }
