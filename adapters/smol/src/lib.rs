@@ -239,7 +239,7 @@ impl Client {
     /// ...), one page after the other, as a stream of items.
     ///
     /// On a cluster, `SCAN` walks every primary in turn, each with its own
-    /// cursor ([`ClusterScan`](redpoll_core::cluster::ClusterScan)); `HSCAN`
+    /// cursor ([`ClusterScan`]); `HSCAN`
     /// and the others go to the node of their key.
     pub fn scan<T: FromFrame + Unpin + Send + 'static>(
         &self,
