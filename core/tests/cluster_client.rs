@@ -1686,3 +1686,18 @@ fn without_the_option_replicas_get_nothing() {
     drop(sim);
     net.shutdown_and_check();
 }
+
+#[test]
+fn a_read_whose_replica_is_down_goes_to_the_primary() {
+    let mut net = replica_reads();
+    let key = key_on(7002, 0);
+    set_all(&mut net, std::slice::from_ref(&key));
+    // 7102 is down, and still announced online.
+    net.kill(7102);
+    let id = net.send(&["GET", &key]);
+    net.until_done(id, Duration::from_secs(2));
+    assert_eq!(net.reply(id), bulk(format!("v-{key}")));
+    assert_eq!(net.sim.borrow().count(7002, "GET"), 1, "from the primary");
+    assert_eq!(net.sim.borrow().count(7102, "GET"), 0);
+    net.shutdown_and_check();
+}

@@ -4,9 +4,11 @@
 //!
 //! Only a command's first hop goes to a replica: a redirect is followed to
 //! where it points (the slot moved, so its replicas are not known yet), and
-//! a command waiting for a refresh is routed again from scratch. A replica
-//! that is failed or loading is skipped; a shard without a usable replica
-//! is read from its primary.
+//! a command that had to wait (its replica refused the connection, say) is
+//! read from the primary, so a dead replica the cluster has not marked
+//! failed yet costs one wait, not the read. A replica that is failed or
+//! loading is skipped; a shard without a usable replica is read from its
+//! primary.
 
 use super::ClusterClient;
 use crate::cluster::keys::args;
@@ -25,7 +27,7 @@ impl ClusterClient {
         let read = args(&p.cmd)
             .and_then(|mut a| a.next())
             .is_some_and(is_read_only);
-        if !read || p.redirects > 0 || p.block.is_some() {
+        if !read || p.redirects > 0 || p.waits > 0 || p.block.is_some() {
             return None;
         }
         let usable: alloc::vec::Vec<&NodeKey> = self
