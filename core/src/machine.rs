@@ -8,7 +8,9 @@
 use alloc::boxed::Box;
 
 use crate::client::Client;
-use crate::cluster::ClusterClient;
+use alloc::vec::Vec;
+
+use crate::cluster::{ClusterClient, NodeKey};
 use crate::command::Command;
 use crate::error::Error;
 use crate::id::{LeaseId, RequestId, SocketId};
@@ -75,6 +77,35 @@ macro_rules! forward {
 }
 
 impl Machine {
+    /// Whether this is the client of a cluster.
+    #[must_use]
+    pub const fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    /// [`ClusterClient::primaries`]; empty for one server.
+    #[must_use]
+    pub fn primaries(&self) -> Vec<NodeKey> {
+        match self {
+            Self::Node(_) => Vec::new(),
+            Self::Cluster(m) => m.primaries(),
+        }
+    }
+
+    /// [`ClusterClient::send_to_node`]; one server is the only node there
+    /// is, so it gets the command as from [`send`](Self::send).
+    pub fn send_to_node<C: Command + ?Sized>(
+        &mut self,
+        now: Instant,
+        node: &NodeKey,
+        cmd: &C,
+    ) -> RequestId {
+        match self {
+            Self::Node(m) => m.send(now, cmd),
+            Self::Cluster(m) => m.send_to_node(now, node, cmd),
+        }
+    }
+
     forward! {
         /// [`Client::send`].
         mut fn send<C: Command>(now: Instant, cmd: &C) -> RequestId;

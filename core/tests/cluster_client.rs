@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use redpoll_core::cluster::{ClusterClient, ClusterConfig, ClusterFailure, NodeKey, slot};
+use redpoll_core::cluster::{
+    ClusterClient, ClusterConfig, ClusterFailure, ClusterScan, NodeKey, NodeKeys, slot,
+};
 use redpoll_core::conn::ConnConfig;
 use redpoll_core::resp::Frame;
 use redpoll_core::{
@@ -34,6 +36,10 @@ struct SimNode {
     up: bool,
     /// Announced in `CLUSTER SHARDS` / `SLOTS`.
     member: bool,
+    /// A replica of this primary (announced in its shard; `member` false).
+    replica_of: Option<u16>,
+    /// Announced with health `fail`.
+    failed: bool,
 }
 
 /// The shared state every simulated connection answers from.
@@ -53,6 +59,10 @@ struct Sim {
     no_shards: bool,
     /// Every key command is answered `MOVED` to the next node.
     bounce: bool,
+    /// `SCRIPT LOAD` answers a different SHA on each node.
+    scripts_disagree: bool,
+    /// Key commands on these keys answer `WRONGTYPE`.
+    wrong_type: BTreeSet<Bytes>,
     /// Every command (handshake aside): port, connection number, arguments.
     log: Vec<(u16, u64, Vec<String>)>,
 }
@@ -84,6 +94,8 @@ impl Sim {
                     data: HashMap::new(),
                     up: true,
                     member: port != 7003,
+                    replica_of: None,
+                    failed: false,
                 },
             );
         }
@@ -94,6 +106,26 @@ impl Sim {
                 _ => 7002,
             })
             .collect();
+        sim
+    }
+
+    /// [`Sim::three`] with a replica of each primary: 7100 of 7000, ...
+    fn with_replicas() -> Self {
+        let mut sim = Self::three();
+        for primary in PORTS {
+            let port = primary + 100;
+            sim.nodes.insert(
+                port,
+                SimNode {
+                    id: format!("{port:040x}"),
+                    data: HashMap::new(),
+                    up: true,
+                    member: false,
+                    replica_of: Some(primary),
+                    failed: false,
+                },
+            );
+        }
         sim
     }
 
@@ -125,18 +157,27 @@ impl Sim {
                     .into_iter()
                     .flat_map(|(a, b)| [Frame::Integer(a), Frame::Integer(b)])
                     .collect();
-                let me = Frame::Map(vec![
-                    (bulk("id"), bulk(node.id.clone())),
-                    (bulk("port"), Frame::Integer(i64::from(port))),
-                    (bulk("ip"), bulk("127.0.0.1")),
-                    (bulk("endpoint"), bulk("127.0.0.1")),
-                    (bulk("role"), bulk("master")),
-                    (bulk("replication-offset"), Frame::Integer(0)),
-                    (bulk("health"), bulk("online")),
-                ]);
+                let describe = |port: u16, node: &SimNode, role: &'static str| {
+                    let health = if node.failed { "fail" } else { "online" };
+                    Frame::Map(vec![
+                        (bulk("id"), bulk(node.id.clone())),
+                        (bulk("port"), Frame::Integer(i64::from(port))),
+                        (bulk("ip"), bulk("127.0.0.1")),
+                        (bulk("endpoint"), bulk("127.0.0.1")),
+                        (bulk("role"), bulk(role)),
+                        (bulk("replication-offset"), Frame::Integer(0)),
+                        (bulk("health"), bulk(health)),
+                    ])
+                };
+                let mut nodes = vec![describe(port, node, "master")];
+                for (&r, replica) in &self.nodes {
+                    if replica.replica_of == Some(port) {
+                        nodes.push(describe(r, replica, "replica"));
+                    }
+                }
                 Frame::Map(vec![
                     (bulk("slots"), Frame::Array(slots)),
-                    (bulk("nodes"), Frame::Array(vec![me])),
+                    (bulk("nodes"), Frame::Array(nodes)),
                 ])
             })
             .collect();
@@ -187,6 +228,7 @@ impl Sim {
         port: u16,
         conn: u64,
         asking: &mut bool,
+        readonly: &mut bool,
         args: &[Bytes],
     ) -> Option<Answer> {
         let words: Vec<String> = args
@@ -204,6 +246,10 @@ impl Sim {
                 *asking = true;
                 Some(Answer::Reply(simple("OK")))
             }
+            "READONLY" => {
+                *readonly = true;
+                Some(Answer::Reply(simple("OK")))
+            }
             "PING" => Some(Answer::Reply(simple("PONG"))),
             "CLUSTER" => Some(match words[1].to_ascii_uppercase().as_str() {
                 "SHARDS" if self.no_shards => {
@@ -214,9 +260,19 @@ impl Sim {
                 "MYID" => Answer::Reply(bulk(self.nodes[&port].id.clone())),
                 other => error(format!("ERR unknown subcommand '{other}'")),
             }),
-            "GET" | "SET" => {
-                let key = args[1].clone();
-                let slot = slot(&key);
+            "GET" | "SET" | "MGET" | "MSET" | "DEL" | "UNLINK" | "EXISTS" | "TOUCH" => {
+                let keys: Vec<Bytes> = match name.as_str() {
+                    "SET" => vec![args[1].clone()],
+                    "MSET" => args[1..].iter().step_by(2).cloned().collect(),
+                    _ => args[1..].to_vec(),
+                };
+                let slots: BTreeSet<u16> = keys.iter().map(|k| slot(k)).collect();
+                if slots.len() > 1 {
+                    return Some(error(
+                        "CROSSSLOT Keys in request don't hash to the same slot".into(),
+                    ));
+                }
+                let slot = slot(&keys[0]);
                 if self.tryagain > 0 {
                     self.tryagain -= 1;
                     return Some(error(
@@ -233,22 +289,81 @@ impl Sim {
                 }
                 let owner = self.owner[usize::from(slot)];
                 let migrating_to = self.migrating.get(&slot).copied();
-                if owner == port {
+                // A replica serves reads of its primary's slots after
+                // READONLY, from its primary's data.
+                let mut data_port = port;
+                if let Some(primary) = self.nodes[&port].replica_of {
+                    let read = matches!(name.as_str(), "GET" | "MGET" | "EXISTS");
+                    if !(*readonly && read && owner == primary) {
+                        return Some(error(format!("MOVED {slot} 127.0.0.1:{owner}")));
+                    }
+                    data_port = primary;
+                } else if owner == port {
+                    let data = &self.nodes[&port].data;
                     if let Some(target) = migrating_to
-                        && !self.nodes[&port].data.contains_key(&key)
+                        && !keys.iter().any(|k| data.contains_key(k))
                     {
                         return Some(error(format!("ASK {slot} 127.0.0.1:{target}")));
                     }
                 } else if !(was_asking && migrating_to == Some(port)) {
                     return Some(error(format!("MOVED {slot} 127.0.0.1:{owner}")));
                 }
-                let data = &mut self.nodes.get_mut(&port).expect("a node").data;
-                Some(Answer::Reply(if name == "GET" {
-                    data.get(&key).cloned().map_or(Frame::Null, Frame::Bulk)
-                } else {
-                    data.insert(key, args[2].clone());
-                    simple("OK")
+                if keys.iter().any(|k| self.wrong_type.contains(k)) {
+                    return Some(error(
+                        "WRONGTYPE Operation against a key holding the wrong kind of value".into(),
+                    ));
+                }
+                let data = &mut self.nodes.get_mut(&data_port).expect("a node").data;
+                let value = |data: &HashMap<Bytes, Bytes>, key: &Bytes| {
+                    data.get(key).cloned().map_or(Frame::Null, Frame::Bulk)
+                };
+                let count = |n: usize| Frame::Integer(i64::try_from(n).expect("small"));
+                Some(Answer::Reply(match name.as_str() {
+                    "GET" => value(data, &keys[0]),
+                    "MGET" => Frame::Array(keys.iter().map(|k| value(data, k)).collect()),
+                    "SET" | "MSET" => {
+                        for pair in args[1..].chunks(2) {
+                            data.insert(pair[0].clone(), pair[1].clone());
+                        }
+                        simple("OK")
+                    }
+                    "DEL" | "UNLINK" => {
+                        count(keys.iter().filter(|k| data.remove(*k).is_some()).count())
+                    }
+                    _ => count(keys.iter().filter(|k| data.contains_key(*k)).count()),
                 }))
+            }
+            "FLUSHALL" => {
+                self.nodes.get_mut(&port).expect("a node").data.clear();
+                Some(Answer::Reply(simple("OK")))
+            }
+            "DBSIZE" => {
+                let n = self.nodes[&port].data.len();
+                Some(Answer::Reply(Frame::Integer(
+                    i64::try_from(n).expect("small"),
+                )))
+            }
+            "KEYS" => {
+                let keys = self.nodes[&port].data.keys().cloned().map(Frame::Bulk);
+                Some(Answer::Reply(Frame::Array(keys.collect())))
+            }
+            "SCRIPT" => Some(Answer::Reply(if self.scripts_disagree {
+                bulk(format!("sha-of-{port}"))
+            } else {
+                bulk("sha")
+            })),
+            "SCAN" => {
+                // The cursor is an index into the sorted keys; 3 a page.
+                let mut keys: Vec<Bytes> = self.nodes[&port].data.keys().cloned().collect();
+                keys.sort();
+                let at: usize = words[1].parse().expect("a cursor");
+                let end = (at + 3).min(keys.len());
+                let next = if end == keys.len() { 0 } else { end };
+                let page = keys[at.min(end)..end].iter().cloned().map(Frame::Bulk);
+                Some(Answer::Reply(Frame::Array(vec![
+                    bulk(next.to_string()),
+                    Frame::Array(page.collect()),
+                ])))
             }
             _ => Some(error(format!("ERR unknown command '{}'", words[0]))),
         }
@@ -380,8 +495,10 @@ impl Net {
                     let conn = self.next_conn;
                     self.next_conn += 1;
                     let mut asking = false;
+                    let mut readonly = false;
                     let peer = Peer::plain().with_handler(move |args| {
-                        sim.borrow_mut().answer(port, conn, &mut asking, args)
+                        sim.borrow_mut()
+                            .answer(port, conn, &mut asking, &mut readonly, args)
                     });
                     self.peers.insert(socket, (port, peer));
                     self.client.handle_connected(self.now, socket);
@@ -598,7 +715,8 @@ fn requests_before_the_topology_wait_for_it_and_keyless_commands_go_to_a_primary
 #[test]
 fn a_cross_slot_command_fails_at_once() {
     let mut net = Net::new(Sim::three(), seeds());
-    let id = net.send(&["MSET", "a", "1", "b", "2"]);
+    // MSETNX is all or nothing: the client cannot split it.
+    let id = net.send(&["MSETNX", "a", "1", "b", "2"]);
     assert!(
         matches!(
             net.response(id),
@@ -1048,5 +1166,538 @@ fn a_request_to_a_node_that_stays_down_ends_at_its_deadline() {
     assert!(net.now.saturating_duration_since(sent) <= Duration::from_millis(500));
     // Nothing keeps the request alive past its deadline.
     net.advance(Duration::from_secs(5));
+    net.shutdown_and_check();
+}
+
+// ---- split and fanned-out commands ------------------------------------------
+
+/// Keys on each primary, each in a slot of its own: `per_node` per port,
+/// interleaved (7000, 7001, 7002, 7000, ...).
+fn spread_keys(per_node: usize) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut slots = BTreeSet::new();
+    let mut next = [0usize; 3];
+    for i in 0..per_node * 3 {
+        let port_at = i % 3;
+        let key = loop {
+            let key = key_on(PORTS[port_at], next[port_at]);
+            next[port_at] += 1;
+            if slots.insert(slot(key.as_bytes())) {
+                break key;
+            }
+        };
+        keys.push(key);
+    }
+    keys
+}
+
+fn set_all(net: &mut Net, keys: &[String]) {
+    for key in keys {
+        let id = net.send(&["SET", key, &format!("v-{key}")]);
+        assert_eq!(net.reply(id), ok());
+    }
+}
+
+/// The `Response` events, by id: nothing but the caller's requests (the
+/// parts' ids never surface), each once.
+fn response_ids(net: &Net) -> Vec<RequestId> {
+    net.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Response { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn mget(keys: &[String]) -> Vec<&str> {
+    std::iter::once("MGET")
+        .chain(keys.iter().map(String::as_str))
+        .collect()
+}
+
+#[test]
+fn a_cross_slot_mget_is_split_per_slot_and_reassembled_in_order() {
+    let mut net = warmed_up();
+    let keys = spread_keys(3);
+    set_all(&mut net, &keys[..8]);
+    let before = response_ids(&net).len();
+    // The last key is missing, and one key is asked twice.
+    let mut asked = keys.clone();
+    asked.insert(4, keys[1].clone());
+    let id = net.send(&mget(&asked));
+    let expected: Vec<Frame> = asked
+        .iter()
+        .map(|k| {
+            if *k == keys[8] {
+                Frame::Null
+            } else {
+                bulk(format!("v-{k}"))
+            }
+        })
+        .collect();
+    assert_eq!(net.reply(id), Frame::Array(expected));
+    // One MGET per slot, each to the slot's owner.
+    let sim = net.sim.borrow();
+    let mgets: Vec<&(u16, u64, Vec<String>)> =
+        sim.log.iter().filter(|(_, _, w)| w[0] == "MGET").collect();
+    assert_eq!(mgets.len(), 9, "{mgets:?}");
+    for (port, _, words) in &mgets {
+        let slots: BTreeSet<u16> = words[1..].iter().map(|k| slot(k.as_bytes())).collect();
+        assert_eq!(slots.len(), 1, "{words:?}");
+        let owner = sim.owner[usize::from(*slots.first().expect("a slot"))];
+        assert_eq!(owner, *port);
+    }
+    drop(sim);
+    assert_eq!(response_ids(&net)[before..], [id], "one response");
+    net.shutdown_and_check();
+}
+
+#[test]
+fn the_parts_follow_moved_and_ask_on_their_own() {
+    let mut net = warmed_up();
+    let keys = spread_keys(2);
+    set_all(&mut net, &keys);
+    // keys[0] (7000): its slot moved to 7003. keys[1] (7001): its slot
+    // migrates to 7002, which holds it already.
+    let moved = slot(keys[0].as_bytes());
+    let asked = slot(keys[1].as_bytes());
+    {
+        let mut sim = net.sim.borrow_mut();
+        sim.owner[usize::from(moved)] = 7003;
+        let value = sim
+            .nodes
+            .get_mut(&7000)
+            .expect("node")
+            .data
+            .remove(&Bytes::from(keys[0].clone()));
+        sim.nodes
+            .get_mut(&7003)
+            .expect("node")
+            .data
+            .insert(Bytes::from(keys[0].clone()), value.expect("set"));
+        sim.migrating.insert(asked, 7002);
+        let value = sim
+            .nodes
+            .get_mut(&7001)
+            .expect("node")
+            .data
+            .remove(&Bytes::from(keys[1].clone()));
+        sim.nodes
+            .get_mut(&7002)
+            .expect("node")
+            .data
+            .insert(Bytes::from(keys[1].clone()), value.expect("set"));
+    }
+    let id = net.send(&mget(&keys));
+    let expected: Vec<Frame> = keys.iter().map(|k| bulk(format!("v-{k}"))).collect();
+    assert_eq!(net.reply(id), Frame::Array(expected));
+    let sim = net.sim.borrow();
+    assert_eq!(sim.count(7003, "MGET"), 1, "the MOVED part went to 7003");
+    assert_eq!(sim.count(7002, "ASKING"), 1, "the ASK part was asked for");
+    // 7000 and 7001 were each asked for their two slots; 7002 for its own
+    // two and the migrating one.
+    assert_eq!(sim.count(7000, "MGET"), 2);
+    assert_eq!(sim.count(7001, "MGET"), 2);
+    assert_eq!(sim.count(7002, "MGET"), 3);
+    drop(sim);
+    let owner = net.client.topology().owner(moved).map(ToString::to_string);
+    assert_eq!(owner.as_deref(), Some("127.0.0.1:7003"));
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_part_whose_node_fails_fails_the_request_once() {
+    let mut net = warmed_up();
+    let keys = spread_keys(2);
+    set_all(&mut net, &keys);
+    let before = response_ids(&net).len();
+    // 7002 is down (no failover); 7001 is slow: its parts are still
+    // awaited when 7002's fails.
+    net.kill(7002);
+    net.paused.insert(7001);
+    let id = net.send(&mget(&keys));
+    net.until_done(id, Duration::from_secs(10));
+    assert!(
+        matches!(net.response(id), Some(Err(e)) if e.is_timeout() || matches!(e, Error::Connection(_))),
+        "{:?}",
+        net.response(id)
+    );
+    assert_eq!(
+        net.sim.borrow().count(7001, "MGET"),
+        2,
+        "7001's parts were sent"
+    );
+    // 7001 answers late: its parts were cancelled, their replies dropped.
+    net.paused.clear();
+    net.run();
+    net.advance(Duration::from_secs(6));
+    assert_eq!(
+        response_ids(&net)[before..],
+        [id],
+        "one response, no part's"
+    );
+    // The other nodes still serve.
+    let other = net.send(&["GET", &keys[0]]);
+    assert_eq!(net.reply(other), bulk(format!("v-{}", keys[0])));
+    net.shutdown_and_check();
+}
+
+#[test]
+fn cancelling_a_split_request_cancels_its_parts() {
+    let mut net = warmed_up();
+    let keys = spread_keys(2);
+    set_all(&mut net, &keys);
+    let before = response_ids(&net).len();
+    net.paused.insert(7001);
+    let id = net.send(&mget(&keys));
+    assert_eq!(net.sim.borrow().count(7001, "MGET"), 2, "sent, unanswered");
+    net.client.cancel(id);
+    net.paused.clear();
+    net.run();
+    net.advance(Duration::from_secs(6));
+    assert!(net.response(id).is_none());
+    assert_eq!(response_ids(&net).len(), before, "no part surfaced");
+    // 7001's late replies were read and dropped: its connection serves on.
+    let next = net.send(&["GET", &keys[1]]);
+    assert_eq!(net.reply(next), bulk(format!("v-{}", keys[1])));
+    assert_eq!(net.client.pool_stats().open, 3);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn mset_del_exists_unlink_and_touch_across_slots() {
+    let mut net = warmed_up();
+    let keys = spread_keys(3);
+    let mut mset = vec!["MSET".to_string()];
+    for key in &keys {
+        mset.extend([key.clone(), format!("m-{key}")]);
+    }
+    let mset: Vec<&str> = mset.iter().map(String::as_str).collect();
+    let id = net.send(&mset);
+    assert_eq!(net.reply(id), ok());
+    for key in &keys {
+        let id = net.send(&["GET", key]);
+        assert_eq!(net.reply(id), bulk(format!("m-{key}")), "{key}");
+    }
+    let with = |name: &'static str, keys: &[String]| -> Vec<String> {
+        std::iter::once(name.to_string())
+            .chain(keys.iter().cloned())
+            .collect()
+    };
+    let run = |net: &mut Net, words: Vec<String>| {
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let id = net.send(&words);
+        net.reply(id)
+    };
+    // A key twice counts twice, as on one server.
+    let mut twice = keys.clone();
+    twice.push(keys[0].clone());
+    assert_eq!(run(&mut net, with("EXISTS", &twice)), Frame::Integer(10));
+    assert_eq!(run(&mut net, with("TOUCH", &keys)), Frame::Integer(9));
+    assert_eq!(run(&mut net, with("DEL", &keys[..4])), Frame::Integer(4));
+    let mut missing = keys[..6].to_vec();
+    missing.push("never-set".into());
+    assert_eq!(run(&mut net, with("UNLINK", &missing)), Frame::Integer(2));
+    assert_eq!(run(&mut net, with("EXISTS", &keys)), Frame::Integer(3));
+    // MSETNX would lose its atomicity: still refused.
+    let id = net.send(&["MSETNX", &keys[0], "1", &keys[1], "2"]);
+    assert!(matches!(
+        net.response(id),
+        Some(Err(Error::Cluster(ClusterFailure::CrossSlot(_))))
+    ));
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_part_answered_with_an_error_reply_is_the_reply() {
+    let mut net = warmed_up();
+    let keys = spread_keys(2);
+    set_all(&mut net, &keys);
+    let before = response_ids(&net).len();
+    net.sim
+        .borrow_mut()
+        .wrong_type
+        .insert(Bytes::from(keys[4].clone()));
+    let id = net.send(&mget(&keys));
+    let Some(Ok(Frame::Error(message))) = net.response(id) else {
+        panic!("{:?}", net.response(id));
+    };
+    assert!(message.starts_with(b"WRONGTYPE"), "{message:?}");
+    assert_eq!(response_ids(&net)[before..], [id]);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn flushall_dbsize_and_keys_go_to_every_primary() {
+    // Sent before the topology is known: they wait for it, then fan out.
+    let mut net = Net::new(Sim::three(), seeds());
+    let size = net.client.send(net.now, &["DBSIZE"]);
+    net.run();
+    assert_eq!(net.reply(size), Frame::Integer(0));
+    let keys = spread_keys(4);
+    set_all(&mut net, &keys);
+    let id = net.send(&["DBSIZE"]);
+    assert_eq!(net.reply(id), Frame::Integer(12));
+    let id = net.send(&["KEYS", "*"]);
+    let Frame::Array(found) = net.reply(id) else {
+        panic!("an array");
+    };
+    let mut found: Vec<Frame> = found;
+    found.sort_by_key(|f| format!("{f:?}"));
+    let mut expected: Vec<Frame> = keys.iter().map(|k| bulk(k.clone())).collect();
+    expected.sort_by_key(|f| format!("{f:?}"));
+    assert_eq!(found, expected);
+    let id = net.send(&["FLUSHALL"]);
+    assert_eq!(net.reply(id), ok());
+    for port in PORTS {
+        assert_eq!(net.sim.borrow().count(port, "FLUSHALL"), 1, "{port}");
+        assert_eq!(net.sim.borrow().count(port, "DBSIZE"), 2, "{port}");
+    }
+    assert_eq!(net.sim.borrow().count(7003, "FLUSHALL"), 0, "not a member");
+    let id = net.send(&["DBSIZE"]);
+    assert_eq!(net.reply(id), Frame::Integer(0));
+    // PING still goes to one primary.
+    let pings = || {
+        PORTS
+            .iter()
+            .map(|&p| net.sim.borrow().count(p, "PING"))
+            .sum::<usize>()
+    };
+    assert_eq!(pings(), 0);
+    let id = net.send(&["PING"]);
+    assert_eq!(net.reply(id), simple("PONG"));
+    let pings: usize = PORTS
+        .iter()
+        .map(|&p| net.sim.borrow().count(p, "PING"))
+        .sum();
+    assert_eq!(pings, 1);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn script_load_must_agree_on_every_primary() {
+    let mut net = warmed_up();
+    let id = net.send(&["SCRIPT", "LOAD", "return 1"]);
+    assert_eq!(net.reply(id), bulk("sha"));
+    net.sim.borrow_mut().scripts_disagree = true;
+    let id = net.send(&["SCRIPT", "LOAD", "return 1"]);
+    assert_eq!(
+        net.response(id),
+        Some(&Err(Error::Cluster(ClusterFailure::Disagreement)))
+    );
+    for port in PORTS {
+        assert_eq!(net.sim.borrow().count(port, "SCRIPT"), 2, "{port}");
+    }
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_scan_walks_every_primary_with_its_own_cursor() {
+    let mut net = warmed_up();
+    let keys = spread_keys(5);
+    set_all(&mut net, &keys);
+    let primaries = net.client.primaries();
+    let names: Vec<String> = primaries.iter().map(ToString::to_string).collect();
+    assert_eq!(names, PORTS.map(node_key));
+    let mut scan = ClusterScan::new(redpoll_core::cmd::scan(0), primaries);
+    let mut found: Vec<Bytes> = Vec::new();
+    while let Some((node, cmd)) = scan.next_cmd() {
+        let node = node.clone();
+        let id = net.client.send_to_node(net.now, &node, &cmd);
+        net.run();
+        let reply = cmd.decode(net.reply(id)).expect("a scan reply");
+        found.extend(scan.feed(reply));
+    }
+    // The warm-up keys too, each once.
+    let mut expected: BTreeSet<Bytes> = keys.iter().map(|k| Bytes::from(k.clone())).collect();
+    expected.extend(PORTS.map(|p| Bytes::from(key_on(p, 0))));
+    found.sort();
+    assert_eq!(found, expected.into_iter().collect::<Vec<_>>());
+    // 5 keys a node or more, 3 a page: at least 2 pages each.
+    for port in PORTS {
+        assert!(net.sim.borrow().count(port, "SCAN") >= 2, "{port}");
+    }
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_command_for_a_node_outside_the_topology_fails() {
+    let mut net = warmed_up();
+    let spare = NodeKeys::new().key("127.0.0.1", 7003).expect("a key");
+    let id = net.client.send_to_node(net.now, &spare, &["DBSIZE"]);
+    net.run();
+    assert_eq!(
+        net.response(id),
+        Some(&Err(Error::Cluster(ClusterFailure::UnknownNode)))
+    );
+    assert_eq!(net.sim.borrow().count(7003, "DBSIZE"), 0);
+    let member = NodeKeys::new().key("127.0.0.1", 7001).expect("a key");
+    let id = net.client.send_to_node(net.now, &member, &["DBSIZE"]);
+    net.run();
+    assert_eq!(net.reply(id), Frame::Integer(1));
+    assert_eq!(net.sim.borrow().count(7001, "DBSIZE"), 1);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_command_for_every_primary_fails_once_when_one_is_down() {
+    let mut config = ClusterConfig::new(seeds(), node_config());
+    config.node.response_timeout = Some(Duration::from_millis(500));
+    let mut net = Net::with_config(Sim::three(), config);
+    for port in PORTS {
+        let id = net.send(&["SET", &key_on(port, 0), "v"]);
+        assert_eq!(net.reply(id), ok());
+    }
+    let before = response_ids(&net).len();
+    // 7002 is down but still listed (no failover yet).
+    net.kill(7002);
+    let id = net.send(&["FLUSHALL"]);
+    net.until_done(id, Duration::from_secs(5));
+    assert!(
+        matches!(net.response(id), Some(Err(e)) if e.is_timeout() || matches!(e, Error::Connection(_))),
+        "{:?}",
+        net.response(id)
+    );
+    // The live primaries did flush: a fan-out is not a transaction.
+    for port in [7000, 7001] {
+        assert_eq!(net.sim.borrow().count(port, "FLUSHALL"), 1, "{port}");
+    }
+    net.advance(Duration::from_secs(5));
+    assert_eq!(response_ids(&net)[before..], [id]);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_fan_out_waiting_for_a_topology_that_never_comes_fails_with_the_reason() {
+    let mut net = Net::new(Sim::three(), vec![tcp("127.0.0.1", 7009)]);
+    let id = net.send(&["DBSIZE"]);
+    net.until_done(id, Duration::from_secs(1));
+    assert_eq!(
+        net.response(id),
+        Some(&Err(Error::Connection(CloseReason::ConnectFailed(
+            IoError::Refused
+        ))))
+    );
+    assert_eq!(response_ids(&net), [id]);
+    net.shutdown_and_check();
+}
+
+// ---- reads from replicas ------------------------------------------------------
+
+fn replica_reads() -> Net {
+    let mut config = ClusterConfig::new(seeds(), node_config());
+    config.read_from_replicas = true;
+    Net::with_config(Sim::with_replicas(), config)
+}
+
+#[test]
+fn reads_go_to_replicas_after_readonly_and_writes_to_primaries() {
+    let mut net = replica_reads();
+    let keys = spread_keys(2);
+    set_all(&mut net, &keys);
+    for key in &keys {
+        let id = net.send(&["GET", key]);
+        assert_eq!(net.reply(id), bulk(format!("v-{key}")), "{key}");
+    }
+    let id = net.send(&mget(&keys));
+    let values: Vec<Frame> = keys.iter().map(|k| bulk(format!("v-{k}"))).collect();
+    assert_eq!(net.reply(id), Frame::Array(values));
+    let sim = net.sim.borrow();
+    for primary in PORTS {
+        let replica = primary + 100;
+        assert_eq!(sim.count(primary, "SET"), 2, "{primary}");
+        assert_eq!(sim.count(primary, "GET"), 0, "{primary}");
+        assert_eq!(sim.count(replica, "GET"), 2, "{replica}");
+        assert_eq!(sim.count(replica, "MGET"), 2, "{replica}");
+        assert_eq!(sim.count(replica, "SET"), 0, "{replica}");
+        // Every replica connection said READONLY first.
+        for (_, conn, words) in sim.log.iter().filter(|(p, ..)| *p == replica) {
+            let first = sim
+                .log
+                .iter()
+                .find(|(p, c, _)| *p == replica && c == conn)
+                .map(|(_, _, w)| w[0].as_str());
+            assert_eq!(first, Some("READONLY"), "{words:?}");
+        }
+    }
+    drop(sim);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_failed_replica_is_skipped_and_a_moved_slot_read_follows_the_redirect() {
+    let mut sim = Sim::with_replicas();
+    sim.nodes.get_mut(&7101).expect("replica").failed = true;
+    let mut net = Net::with_config(sim, {
+        let mut config = ClusterConfig::new(seeds(), node_config());
+        config.read_from_replicas = true;
+        config
+    });
+    let key = key_on(7001, 0);
+    set_all(&mut net, std::slice::from_ref(&key));
+    let id = net.send(&["GET", &key]);
+    assert_eq!(net.reply(id), bulk(format!("v-{key}")));
+    assert_eq!(
+        net.sim.borrow().count(7001, "GET"),
+        1,
+        "read from the primary"
+    );
+    assert_eq!(net.sim.borrow().count(7101, "GET"), 0);
+    // A slot of 7000 moves to 7002: 7000's replica redirects the read.
+    let key = key_on(7000, 1);
+    set_all(&mut net, std::slice::from_ref(&key));
+    {
+        let mut sim = net.sim.borrow_mut();
+        let at = usize::from(slot(key.as_bytes()));
+        sim.owner[at] = 7002;
+        let value = sim
+            .nodes
+            .get_mut(&7000)
+            .expect("node")
+            .data
+            .remove(key.as_bytes());
+        sim.nodes
+            .get_mut(&7002)
+            .expect("node")
+            .data
+            .insert(Bytes::from(key.clone()), value.expect("set"));
+    }
+    let id = net.send(&["GET", &key]);
+    assert_eq!(net.reply(id), bulk(format!("v-{key}")));
+    assert_eq!(
+        net.sim.borrow().count(7100, "GET"),
+        1,
+        "MOVED from the replica"
+    );
+    assert_eq!(net.sim.borrow().count(7002, "GET"), 1, "then the new owner");
+    net.shutdown_and_check();
+}
+
+#[test]
+fn without_the_option_replicas_get_nothing() {
+    let mut net = Net::new(Sim::with_replicas(), seeds());
+    let keys = spread_keys(1);
+    set_all(&mut net, &keys);
+    let id = net.send(&mget(&keys));
+    assert!(matches!(net.reply(id), Frame::Array(_)));
+    let sim = net.sim.borrow();
+    assert!(sim.log.iter().all(|(p, ..)| *p < 7100), "{:?}", sim.log);
+    drop(sim);
+    net.shutdown_and_check();
+}
+
+#[test]
+fn a_read_whose_replica_is_down_goes_to_the_primary() {
+    let mut net = replica_reads();
+    let key = key_on(7002, 0);
+    set_all(&mut net, std::slice::from_ref(&key));
+    // 7102 is down, and still announced online.
+    net.kill(7102);
+    let id = net.send(&["GET", &key]);
+    net.until_done(id, Duration::from_secs(2));
+    assert_eq!(net.reply(id), bulk(format!("v-{key}")));
+    assert_eq!(net.sim.borrow().count(7002, "GET"), 1, "from the primary");
+    assert_eq!(net.sim.borrow().count(7102, "GET"), 0);
     net.shutdown_and_check();
 }

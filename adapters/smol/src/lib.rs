@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_lite::Stream;
-use redpoll_core::cluster::ClusterConfig;
+use redpoll_core::cluster::{ClusterConfig, ClusterFailure, ClusterScan, NodeKey};
 use redpoll_core::cmd::{Cmd, FromFrame, FromReplies, Pipeline, PushMessage, ScanState, Script};
 use redpoll_core::command::Command;
 use redpoll_core::resp::{Frame, ToArg};
@@ -237,31 +237,85 @@ impl Client {
 
     /// Iterates over a `SCAN`-family command (`cmd::scan(0)`, `cmd::hscan`,
     /// ...), one page after the other, as a stream of items.
+    ///
+    /// On a cluster, `SCAN` walks every primary in turn, each with its own
+    /// cursor ([`ClusterScan`]); `HSCAN`
+    /// and the others go to the node of their key.
     pub fn scan<T: FromFrame + Unpin + Send + 'static>(
         &self,
         cmd: Cmd<(u64, Vec<T>)>,
     ) -> impl Stream<Item = Result<T, Error>> + Send + 'static {
         let client = self.clone();
-        let state = ScanState::new(cmd);
+        let walk =
+            if self.shared().lock().core.is_cluster() && cmd.name().eq_ignore_ascii_case(b"SCAN") {
+                Walk::Cluster(cmd, None)
+            } else {
+                Walk::One(ScanState::new(cmd))
+            };
         let page: std::vec::IntoIter<T> = Vec::new().into_iter();
         futures_lite::stream::unfold(
-            (client, state, page, false),
-            |(client, mut state, mut page, failed)| async move {
+            (client, walk, page, false),
+            |(client, mut walk, mut page, failed)| async move {
                 loop {
                     if failed {
                         return None;
                     }
                     if let Some(item) = page.next() {
-                        return Some((Ok(item), (client, state, page, false)));
+                        return Some((Ok(item), (client, walk, page, false)));
                     }
-                    let next = state.next_cmd()?;
-                    match client.run(next).await {
-                        Ok(reply) => page = state.feed(reply).into_iter(),
-                        Err(e) => return Some((Err(e), (client, state, page, true))),
+                    match client.next_page(&mut walk).await? {
+                        Ok(next) => page = next.into_iter(),
+                        Err(e) => return Some((Err(e), (client, walk, page, true))),
                     }
                 }
             },
         )
+    }
+
+    /// The next page of a scan, `None` once it is complete.
+    async fn next_page<T: FromFrame>(&self, walk: &mut Walk<T>) -> Option<Result<Vec<T>, Error>> {
+        match walk {
+            Walk::One(state) => {
+                let next = state.next_cmd()?;
+                Some(self.run(next).await.map(|reply| state.feed(reply)))
+            }
+            Walk::Cluster(first, scan) => {
+                if scan.is_none() {
+                    match self.primaries().await {
+                        Ok(nodes) => *scan = Some(Box::new(ClusterScan::new(first.clone(), nodes))),
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                let scan = scan.as_mut()?;
+                let (node, next) = scan.next_cmd()?;
+                let node = node.clone();
+                let frame = match self.request_to(&node, &next).await {
+                    Ok(frame) => frame,
+                    Err(e) => return Some(Err(e)),
+                };
+                Some(
+                    next.decode(frame)
+                        .map(|reply| scan.feed(reply))
+                        .map_err(Error::from),
+                )
+            }
+        }
+    }
+
+    /// The cluster's primaries, once its topology is known.
+    async fn primaries(&self) -> Result<Vec<NodeKey>, Error> {
+        let known = self.shared().lock().core.primaries();
+        if !known.is_empty() {
+            return Ok(known);
+        }
+        self.wait_connected().await?;
+        let known = self.shared().lock().core.primaries();
+        if known.is_empty() {
+            return Err(Error::Connection(redpoll_core::Error::Cluster(
+                ClusterFailure::ClusterDown,
+            )));
+        }
+        Ok(known)
     }
 
     /// Runs a script by its SHA-1 (`EVALSHA`), sending the body (`EVAL`)
@@ -379,7 +433,20 @@ impl Client {
             shared: self.shared(),
             cmd,
             lease: None,
+            node: None,
             id: None,
+        }
+    }
+
+    /// A request for one node of a cluster.
+    fn request_to<'a, C: Command + ?Sized>(
+        &'a self,
+        node: &'a NodeKey,
+        cmd: &'a C,
+    ) -> Request<'a, C> {
+        Request {
+            node: Some(node),
+            ..self.request(cmd)
         }
     }
 }
@@ -390,6 +457,8 @@ struct Request<'a, C: ?Sized> {
     shared: &'a Arc<Shared>,
     cmd: &'a C,
     lease: Option<LeaseId>,
+    /// The node of a cluster it goes to, whatever its keys.
+    node: Option<&'a NodeKey>,
     id: Option<RequestId>,
 }
 
@@ -400,9 +469,10 @@ impl<C: Command + ?Sized> Future for Request<'_, C> {
         let mut state = self.shared.lock();
         let Some(id) = self.id else {
             let now = state.now();
-            let id = match self.lease {
-                Some(lease) => state.core.send_leased(now, lease, self.cmd),
-                None => state.core.send(now, self.cmd),
+            let id = match (self.lease, self.node) {
+                (Some(lease), _) => state.core.send_leased(now, lease, self.cmd),
+                (None, Some(node)) => state.core.send_to_node(now, node, self.cmd),
+                (None, None) => state.core.send(now, self.cmd),
             };
             state.waiters.insert(
                 id,
@@ -526,6 +596,13 @@ impl Drop for Pending {
     }
 }
 
+/// Where a scan is: one cursor, or a walk of a cluster's primaries (made
+/// on the first page, once the topology is known).
+enum Walk<T> {
+    One(ScanState<T>),
+    Cluster(Cmd<(u64, Vec<T>)>, Option<Box<ClusterScan<T>>>),
+}
+
 /// A connection of one's own, for `WATCH`/`MULTI`/`EXEC`. Dropping it gives
 /// the connection back (closed instead if a transaction is left open).
 #[derive(Debug)]
@@ -545,6 +622,7 @@ impl Transaction {
             shared: self.client.shared(),
             cmd: &cmd,
             lease: Some(self.lease),
+            node: None,
             id: None,
         }
         .await?;
@@ -662,6 +740,8 @@ pub struct Builder {
     config: ClientConfig,
     /// Set for a cluster client: its seed nodes.
     seeds: Option<Vec<redpoll_core::Address>>,
+    /// A cluster client's reads go to replicas.
+    read_from_replicas: bool,
     #[cfg(feature = "tls")]
     tls: Option<redpoll_core::conn::TlsConfigBuilder>,
 }
@@ -685,6 +765,7 @@ impl Builder {
         Ok(Self {
             config: url.client_config(),
             seeds: None,
+            read_from_replicas: false,
             #[cfg(feature = "tls")]
             tls: url.tls_builder(),
         })
@@ -696,6 +777,7 @@ impl Builder {
         Self {
             config,
             seeds: None,
+            read_from_replicas: false,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -803,9 +885,14 @@ impl Builder {
     /// When the TLS configuration is unusable.
     pub fn build(mut self) -> Result<Client, Error> {
         let seeds = self.seeds.take();
+        let replicas = self.read_from_replicas;
         let config = self.config()?;
         Ok(match seeds {
-            Some(seeds) => Client::cluster(ClusterConfig::new(seeds, config)),
+            Some(seeds) => {
+                let mut cluster = ClusterConfig::new(seeds, config);
+                cluster.read_from_replicas = replicas;
+                Client::cluster(cluster)
+            }
             None => Client::new(config),
         })
     }
@@ -826,6 +913,15 @@ impl Builder {
         }
         self.seeds = Some(seeds);
         Ok(self)
+    }
+
+    /// A cluster client sends read-only commands to replicas of their
+    /// slot's shard, which may lag their primary (see
+    /// [`ClusterConfig::read_from_replicas`]). Default: off.
+    #[must_use]
+    pub const fn read_from_replicas(mut self, on: bool) -> Self {
+        self.read_from_replicas = on;
+        self
     }
 }
 

@@ -24,6 +24,8 @@ pub struct Builder {
     config: ClientConfig,
     /// Set for a cluster client: its seed nodes.
     seeds: Option<Vec<redpoll_core::Address>>,
+    /// A cluster client's reads go to replicas.
+    read_from_replicas: bool,
     write_timeout: Duration,
     /// TLS asked for (`rediss://` or a TLS setting), and whether anything
     /// makes the server certificate checkable (roots, or no checking).
@@ -60,6 +62,7 @@ impl Builder {
         Self {
             config,
             seeds: None,
+            read_from_replicas: false,
             write_timeout: WRITE_TIMEOUT,
             #[cfg(feature = "tls")]
             tls: None,
@@ -216,6 +219,15 @@ impl Builder {
         Ok(self)
     }
 
+    /// A cluster client sends read-only commands to replicas of their
+    /// slot's shard, which may lag their primary (see
+    /// [`ClusterConfig::read_from_replicas`](redpoll_core::cluster::ClusterConfig::read_from_replicas)).
+    /// Default: off.
+    pub const fn read_from_replicas(mut self, on: bool) -> Self {
+        self.read_from_replicas = on;
+        self
+    }
+
     /// The client, TLS settled already.
     pub(crate) fn client(self) -> Client {
         let mut config = self.config;
@@ -228,7 +240,8 @@ impl Builder {
             .seed_unless_chosen(nanos ^ u64::from(std::process::id()).rotate_left(32));
         let core = match self.seeds {
             Some(seeds) => {
-                let cluster = redpoll_core::cluster::ClusterConfig::new(seeds, config);
+                let mut cluster = redpoll_core::cluster::ClusterConfig::new(seeds, config);
+                cluster.read_from_replicas = self.read_from_replicas;
                 redpoll_core::cluster::ClusterClient::new(cluster).into()
             }
             None => redpoll_core::Client::new(config).into(),

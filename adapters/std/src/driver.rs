@@ -251,6 +251,22 @@ impl Shared {
             .unwrap_or(Err(CoreError::Shutdown))
     }
 
+    /// Sends one command to one node of a cluster and waits for its reply.
+    pub(crate) fn request_to<C: Command>(
+        &self,
+        node: &redpoll_core::cluster::NodeKey,
+        cmd: &C,
+    ) -> Result<Frame, CoreError> {
+        let mut state = self.lock();
+        let now = state.now();
+        let id = state.core.send_to_node(now, node, cmd);
+        state.waiting.insert(id);
+        self.settle(&mut state);
+        let (_state, result) = self.wait(state, None, |s| s.done.remove(&id));
+        // Without a time limit, `wait` only returns with a result.
+        result.unwrap_or(Err(CoreError::Shutdown))
+    }
+
     /// Waits until `ready` has something, or until `until` passes (then
     /// `None`). Acts on the core's deadlines meanwhile.
     pub(crate) fn wait<'a, R>(

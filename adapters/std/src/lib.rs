@@ -51,6 +51,7 @@ use std::sync::Arc;
 use std::vec;
 
 use redpoll_core::ClientConfig;
+use redpoll_core::cluster::{ClusterFailure, ClusterScan, NodeKey};
 use redpoll_core::cmd::{Cmd, FromFrame, FromReplies, Pipeline, ScanState, Script};
 use redpoll_core::resp::{Frame, ToArg};
 
@@ -201,13 +202,40 @@ impl Client {
     /// Walks a `SCAN`-family command (`cmd::scan(0)`, `cmd::hscan(key, 0)`,
     /// their `_with` forms, ...) page after page, as an iterator of items.
     /// An item may come more than once; the iterator ends after an error.
+    ///
+    /// On a cluster, `SCAN` walks every primary in turn, each with its own
+    /// cursor ([`ClusterScan`]); `HSCAN` and the others go to the node of
+    /// their key.
     pub fn scan<T: FromFrame>(&self, cmd: Cmd<(u64, Vec<T>)>) -> Scan<T> {
+        let cluster = self.shared.lock().core.is_cluster();
+        let walk = if cluster && cmd.name().eq_ignore_ascii_case(b"SCAN") {
+            Walk::Cluster(cmd, None)
+        } else {
+            Walk::One(ScanState::new(cmd))
+        };
         Scan {
             client: self.clone(),
-            state: ScanState::new(cmd),
+            walk,
             page: Vec::new().into_iter(),
             failed: false,
         }
+    }
+
+    /// The cluster's primaries, once its topology is known: a `PING` waits
+    /// for it, as any request does.
+    fn primaries(&self) -> Result<Vec<NodeKey>, Error> {
+        let known = self.shared.lock().core.primaries();
+        if !known.is_empty() {
+            return Ok(known);
+        }
+        self.run(cmd::ping())?;
+        let known = self.shared.lock().core.primaries();
+        if known.is_empty() {
+            return Err(Error::Connection(redpoll_core::Error::Cluster(
+                ClusterFailure::ClusterDown,
+            )));
+        }
+        Ok(known)
     }
 
     /// Runs a script by its SHA-1 (`EVALSHA`), and sends its body (`EVAL`)
@@ -373,9 +401,48 @@ impl Drop for Transaction {
 /// The items of a scan, fetched a page at a time ([`Client::scan`]).
 pub struct Scan<T> {
     client: Client,
-    state: ScanState<T>,
+    walk: Walk<T>,
     page: vec::IntoIter<T>,
     failed: bool,
+}
+
+/// Where a scan is: one cursor, or a walk of a cluster's primaries (made
+/// on the first page, once the topology is known).
+enum Walk<T> {
+    One(ScanState<T>),
+    Cluster(Cmd<(u64, Vec<T>)>, Option<Box<ClusterScan<T>>>),
+}
+
+impl<T: FromFrame> Scan<T> {
+    /// The next page, `None` once the scan is complete.
+    fn next_page(&mut self) -> Option<Result<Vec<T>, Error>> {
+        match &mut self.walk {
+            Walk::One(state) => {
+                let cmd = state.next_cmd()?;
+                Some(self.client.run(cmd).map(|reply| state.feed(reply)))
+            }
+            Walk::Cluster(first, scan) => {
+                if scan.is_none() {
+                    match self.client.primaries() {
+                        Ok(nodes) => *scan = Some(Box::new(ClusterScan::new(first.clone(), nodes))),
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                let scan = scan.as_mut()?;
+                let (node, cmd) = scan.next_cmd()?;
+                let node = node.clone();
+                let frame = match self.client.shared.request_to(&node, &cmd) {
+                    Ok(frame) => frame,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                Some(
+                    cmd.decode(frame)
+                        .map(|reply| scan.feed(reply))
+                        .map_err(Error::from),
+                )
+            }
+        }
+    }
 }
 
 impl<T: FromFrame> Iterator for Scan<T> {
@@ -389,9 +456,8 @@ impl<T: FromFrame> Iterator for Scan<T> {
             if self.failed {
                 return None;
             }
-            let cmd = self.state.next_cmd()?;
-            match self.client.run(cmd) {
-                Ok(reply) => self.page = self.state.feed(reply).into_iter(),
+            match self.next_page()? {
+                Ok(page) => self.page = page.into_iter(),
                 Err(e) => {
                     self.failed = true;
                     return Some(Err(e));
@@ -403,9 +469,13 @@ impl<T: FromFrame> Iterator for Scan<T> {
 
 impl<T> std::fmt::Debug for Scan<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scan")
-            .field("cursor", &self.state.cursor())
-            .field("done", &self.state.is_done())
-            .finish_non_exhaustive()
+        let mut f = f.debug_struct("Scan");
+        match &self.walk {
+            Walk::One(state) => f
+                .field("cursor", &state.cursor())
+                .field("done", &state.is_done()),
+            Walk::Cluster(_, scan) => f.field("nodes_left", &scan.as_ref().map(|s| s.nodes_left())),
+        };
+        f.finish_non_exhaustive()
     }
 }

@@ -5,9 +5,13 @@
 //!
 //! - **Which node** a request goes to: the owner of its slot
 //!   ([`command_slot`] over the encoded arguments, then [`route`]); a
-//!   keyless or unknown command goes to the primaries in turn; a command
-//!   whose keys are in different slots fails at once with
-//!   [`ClusterFailure::CrossSlot`].
+//!   keyless or unknown command goes to the primaries in turn, but for
+//!   those sent to every primary (`FLUSHALL`, `SCRIPT LOAD`, `DBSIZE`,
+//!   `KEYS`: the `split` module's table); `MGET`, `MSET`, `DEL`, `EXISTS`,
+//!   `UNLINK` and `TOUCH` across slots are split per slot, any other
+//!   command whose keys are in different slots fails at once with
+//!   [`ClusterFailure::CrossSlot`]. The parts of a split or fanned-out
+//!   command are requests of their own, under one caller's id (`group`).
 //! - **What a reply means** ([`resolve`]): the caller's answer, a `MOVED`
 //!   (the slot map changes at once, a refresh is asked for, the command
 //!   goes to the new owner), an `ASK` (`ASKING` then the command to the
@@ -63,7 +67,9 @@
 //! - Leases ([`ClusterClient::lease`]) are refused: a transaction in a
 //!   cluster must stay on the node of one slot, and the lease API does not
 //!   name one yet.
-//! - Multi-key commands across slots are refused, not split.
+//! - Multi-key commands across slots are split only when that keeps
+//!   their meaning (not `MSETNX`, `RENAME`, `SUNIONSTORE`, ...), per slot
+//!   and not per node.
 //! - A blocking command answered with `ASK` waits (as for `TRYAGAIN`)
 //!   instead of following: its dedicated connection is not the one an
 //!   `ASKING` could be sent on.
@@ -80,6 +86,7 @@ use super::redirect::{
     Attempt, ClusterFailure, ClusterReply, RedirectPolicy, RefreshSchedule, Resolution, Route,
     resolve, route,
 };
+use super::split::{Merge, fan_out};
 use super::topology::{Topology, TopologyError};
 use crate::client::{Client, ClientConfig, Status};
 use crate::command::{Command, ReplyKind};
@@ -90,6 +97,9 @@ use crate::pool::{ClosedCounts, PoolStats};
 use crate::reconnect::Phase;
 use crate::resp::Frame;
 use crate::time::{Duration, Instant};
+
+mod group;
+mod replicas;
 
 /// Why leases are refused by the cluster client.
 const NO_LEASES: &str =
@@ -114,6 +124,12 @@ pub struct ClusterConfig {
     /// At most one topology refresh starts per this interval. Default:
     /// 100 ms.
     pub refresh_min_interval: Duration,
+    /// Read-only commands ([`is_read_only`](crate::command::is_read_only))
+    /// go to a replica of their slot's shard, in turn, when it has one
+    /// that is not failed or loading; every node connection then sends
+    /// `READONLY` in its handshake. A replica may lag its primary: a read
+    /// may miss the latest writes. Default: off.
+    pub read_from_replicas: bool,
 }
 
 impl ClusterConfig {
@@ -126,6 +142,7 @@ impl ClusterConfig {
             node,
             redirects: RedirectPolicy::default(),
             refresh_min_interval: Duration::from_millis(100),
+            read_from_replicas: false,
         }
     }
 }
@@ -191,6 +208,12 @@ struct Pending {
     block: Option<Duration>,
     kind: ReplyKind,
     slot: Option<u16>,
+    /// Sent to this node, whatever its keys ([`ClusterClient::send_to_node`],
+    /// the parts of a command sent to every primary).
+    node: Option<NodeKey>,
+    /// A keyless command for every primary, split into one part each once
+    /// the topology is known.
+    fan_out: Option<Merge>,
     created: Instant,
     deadline: Option<Instant>,
     redirects: u32,
@@ -257,6 +280,8 @@ pub struct ClusterClient {
     outer_of: BTreeMap<(Handle, SocketId), SocketId>,
     next_socket: u64,
     requests: BTreeMap<RequestId, Pending>,
+    /// Requests made of parts (split per slot, sent to every primary).
+    groups: group::Groups,
     purposes: BTreeMap<(Handle, RequestId), Purpose>,
     next_request: u64,
     /// Requests parked until the next refresh, in order.
@@ -271,6 +296,8 @@ pub struct ClusterClient {
     staging: BytesMut,
     /// The next primary for keyless commands.
     round_robin: usize,
+    /// The next replica for reads ([`ClusterConfig::read_from_replicas`]).
+    replica_turn: usize,
     /// Whether any node connection finished its handshake.
     established: bool,
     /// `connect` was called: connect to every primary once the topology is
@@ -301,6 +328,7 @@ impl ClusterClient {
             outer_of: BTreeMap::new(),
             next_socket: 0,
             requests: BTreeMap::new(),
+            groups: group::Groups::default(),
             purposes: BTreeMap::new(),
             next_request: 0,
             after_refresh: VecDeque::new(),
@@ -311,6 +339,7 @@ impl ClusterClient {
             events: VecDeque::new(),
             staging: BytesMut::new(),
             round_robin: 0,
+            replica_turn: 0,
             established: false,
             connect_wanted: false,
             shut_down: false,
@@ -339,37 +368,21 @@ impl ClusterClient {
         }
         cmd.encode(&mut self.staging);
         let bytes = self.staging.split().freeze();
-        let slot = match args(&bytes).map(command_slot) {
-            Some(Ok(slot)) => slot,
-            None => None,
+        let mut p = self.pending(now, bytes, cmd.block_timeout(), cmd.reply_kind());
+        match args(&p.cmd).map(command_slot) {
+            Some(Ok(Some(slot))) => p.slot = Some(slot),
+            Some(Ok(None)) => p.fan_out = args(&p.cmd).and_then(fan_out),
+            None => {}
             Some(Err(cross)) => {
-                let error = Error::Cluster(ClusterFailure::CrossSlot(cross));
-                self.respond(id, Err(error));
+                if !self.send_split(now, id, &p) {
+                    let error = Error::Cluster(ClusterFailure::CrossSlot(cross));
+                    self.respond(id, Err(error));
+                }
+                self.pump(now);
                 return id;
             }
-        };
-        let block = cmd.block_timeout();
-        let deadline = self.config.node.response_timeout.map(|timeout| {
-            let timeout = block.map_or(timeout, |b| timeout.saturating_add(b));
-            now.saturating_add(timeout)
-        });
-        if let Some(at) = deadline {
-            self.deadlines.insert((at, id));
         }
-        self.requests.insert(
-            id,
-            Pending {
-                cmd: bytes,
-                block,
-                kind: cmd.reply_kind(),
-                slot,
-                created: now,
-                deadline,
-                redirects: 0,
-                waits: 0,
-                state: State::New,
-            },
-        );
+        self.admit(id, p);
         self.dispatch(now, id);
         self.pump(now);
         id
@@ -379,6 +392,7 @@ impl ClusterClient {
     /// due is read and discarded by its node's client.
     pub fn cancel(&mut self, id: RequestId) {
         let _ = self.forget(id);
+        self.cancel_group(id);
         self.events
             .retain(|e| !matches!(e, Event::Response { id: r, .. } if *r == id));
         let now = self.now;
@@ -682,7 +696,9 @@ impl ClusterClient {
     }
 
     fn respond(&mut self, id: RequestId, result: Result<Frame, Error>) {
-        self.events.push_back(Event::Response { id, result });
+        if let Some(result) = self.part_ended(id, result) {
+            self.events.push_back(Event::Response { id, result });
+        }
     }
 
     /// A client was called: it may have effects and events.
@@ -796,6 +812,8 @@ impl ClusterClient {
         self.next_handle += 1;
         let mut config = self.config.node.clone();
         config.conn.address = self.keys.address(key);
+        // Harmless on a primary, and a node's role can change.
+        config.conn.readonly |= self.config.read_from_replicas;
         // Decorrelates the nodes' reconnect jitter, deterministically.
         config.reconnect.seed ^= (h.0 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         self.members.insert(
@@ -869,13 +887,27 @@ impl ClusterClient {
             self.schedule.request();
             return self.park_for_refresh(id);
         }
-        match p.slot {
-            Some(slot) => {
+        if let Some(merge) = p.fan_out {
+            return self.expand_fan_out(now, id, merge);
+        }
+        match (p.slot, &p.node) {
+            (Some(slot), _) => {
+                if let Some(replica) = self.replica_for(id, slot) {
+                    return self.send_to(now, id, &replica, false);
+                }
                 let nodes = &self.nodes;
                 let resolution = route(slot, &self.topology, &self.keys, |k| nodes.contains_key(k));
                 self.follow(now, id, resolution, None, false);
             }
-            None => {
+            (None, Some(node)) => {
+                let node = node.clone();
+                if self.topology.node(&node).is_some() {
+                    self.send_to(now, id, &node, false);
+                } else {
+                    self.finish(id, Err(Error::Cluster(ClusterFailure::UnknownNode)));
+                }
+            }
+            (None, None) => {
                 let shards = self.topology.shards();
                 let key = shards[self.round_robin % shards.len()].primary.key.clone();
                 self.round_robin = self.round_robin.wrapping_add(1);

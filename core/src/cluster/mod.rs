@@ -36,13 +36,17 @@
 //! Each file states its own rules in more detail: `slot` (the hash tag
 //! rule), `node` (canonical forms, the alias rule), `topology` (endpoint
 //! choice, one owner per slot), `redirect` (the decision table, refresh
-//! coalescing), `keys` (the command table).
+//! coalescing), `keys` (the command table), `split` (the commands split
+//! per slot or sent to every primary, and how their replies merge),
+//! `scan` (a `SCAN` over every primary).
 
 mod client;
 mod keys;
 mod node;
 mod redirect;
+mod scan;
 mod slot;
+mod split;
 mod topology;
 
 pub use client::{ClusterClient, ClusterConfig};
@@ -52,5 +56,6 @@ pub use redirect::{
     Attempt, ClusterFailure, ClusterReply, Redirect, RedirectPolicy, RefreshSchedule, Resolution,
     Route, Target, connection_failed, resolve, route,
 };
+pub use scan::ClusterScan;
 pub use slot::{SLOT_COUNT, slot};
 pub use topology::{Health, Node, Shard, Topology, TopologyError};

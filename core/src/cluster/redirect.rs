@@ -285,6 +285,14 @@ pub enum ClusterFailure {
     Loading,
     /// The command's keys are in different slots.
     CrossSlot(CrossSlot),
+    /// A part of a split or fanned-out command (`MGET` per slot, `DBSIZE`
+    /// on every primary) replied with a shape that cannot be merged.
+    BadPartReply,
+    /// The primaries gave different replies to a command sent to all of
+    /// them (`SCRIPT LOAD`, `FLUSHALL`), which must agree.
+    Disagreement,
+    /// The node a command was sent to is not in the cluster's topology.
+    UnknownNode,
 }
 
 impl fmt::Display for ClusterFailure {
@@ -297,6 +305,13 @@ impl fmt::Display for ClusterFailure {
             Self::TryAgain => f.write_str("the slot stayed unavailable (TRYAGAIN)"),
             Self::Loading => f.write_str("the node stayed loading its data set (LOADING)"),
             Self::CrossSlot(e) => write!(f, "{e}"),
+            Self::BadPartReply => {
+                f.write_str("a part of a split command replied with an unexpected shape")
+            }
+            Self::Disagreement => {
+                f.write_str("the primaries gave different replies to a command sent to all")
+            }
+            Self::UnknownNode => f.write_str("the node is not in the cluster's topology"),
         }
     }
 }

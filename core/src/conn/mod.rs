@@ -79,6 +79,10 @@ pub struct ConnConfig {
     pub database: u32,
     /// Whether to send `CLIENT SETINFO LIB-NAME/LIB-VER` (errors ignored).
     pub set_info: bool,
+    /// Whether to send `READONLY` (errors ignored): a cluster replica then
+    /// serves reads of its primary's slots on this connection. Set by the
+    /// cluster client when it reads from replicas.
+    pub readonly: bool,
     /// The one deadline for TCP connect + TLS + the server handshake.
     pub handshake_timeout: Duration,
     /// How long a connection may stay silent after a request timed out on it
@@ -104,6 +108,7 @@ impl ConnConfig {
             client_name: None,
             database: 0,
             set_info: true,
+            readonly: false,
             handshake_timeout: Duration::from_secs(5),
             stall_timeout: Duration::from_secs(3),
             limits: Limits::default(),
@@ -932,7 +937,7 @@ impl Conn {
         }
     }
 
-    /// `SELECT` and `CLIENT SETINFO`, after authentication.
+    /// `SELECT`, `READONLY` and `CLIENT SETINFO`, after authentication.
     fn common_steps(&mut self, config: &ConnConfig, cmd: &mut BytesMut) {
         if config.database != 0 {
             // Two arguments declared, two written: finish cannot fail.
@@ -941,6 +946,10 @@ impl Conn {
                 .arg(config.database)
                 .finish();
             self.handshake_slot(Step::Required(HandshakeStep::Select));
+        }
+        if config.readonly {
+            encode_command(cmd, &["READONLY"]);
+            self.handshake_slot(Step::Optional);
         }
         if config.set_info {
             encode_command(cmd, &["CLIENT", "SETINFO", "LIB-NAME", "redpoll"]);
