@@ -260,11 +260,9 @@ impl Shared {
         let mut state = self.lock();
         let now = state.now();
         let id = state.core.send_to_node(now, node, cmd);
-        state.waiting.insert(id);
+        state.waiting.insert(id, thread::current());
         self.settle(&mut state);
-        let (_state, result) = self.wait(state, None, |s| s.done.remove(&id));
-        // Without a time limit, `wait` only returns with a result.
-        result.unwrap_or(Err(CoreError::Shutdown))
+        self.wait_reply(state, id).1
     }
 
     /// Waits until `ready` has something, or until `until` passes (then
