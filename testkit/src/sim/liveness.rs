@@ -228,3 +228,86 @@ impl Check for Liveness {
         self.settle(view, None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::net::Net;
+    use crate::sim::rng::Rng;
+    use crate::sim::{Params, Profile};
+    use bytes::Bytes;
+    use redpoll_core::Client;
+
+    /// Runs `script` (effects and world events, in order) through a fresh
+    /// check, then a step; the first violation.
+    fn run(script: &[Result<Effect, WorldEvent<'_>>]) -> Result<(), Violation> {
+        let params = Params::draw(0, Profile::Full);
+        let client = Client::new(params.client_config());
+        let net = Net::new(params.net, Rng::new(0));
+        let sockets = BTreeMap::new();
+        let view = View {
+            now: Instant::from_nanos(1_000),
+            client: &client,
+            params: &params,
+            sockets: &sockets,
+            timeout_step: false,
+            net: &net,
+        };
+        let mut check = Liveness::default();
+        for item in script {
+            match item {
+                Ok(effect) => check.effect(&view, effect)?,
+                Err(event) => check.world(&view, event)?,
+            }
+        }
+        check.step(&view)
+    }
+
+    /// The `Connect` of a client's first socket (ids are the core's to
+    /// make).
+    fn connect() -> Result<Effect, WorldEvent<'static>> {
+        let mut client = Client::new(Params::draw(0, Profile::Full).client_config());
+        let _ = client.send(Instant::from_nanos(1), &redpoll_core::cmd::Cmd::new("PING"));
+        Ok(client.poll_effect().expect("a Connect"))
+    }
+
+    fn socket() -> SocketId {
+        match connect() {
+            Ok(Effect::Connect { socket, .. }) => socket,
+            other => panic!("expected a Connect, got {other:?}"),
+        }
+    }
+
+    fn send() -> Result<Effect, WorldEvent<'static>> {
+        Ok(Effect::Send {
+            socket: socket(),
+            data: Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"),
+        })
+    }
+
+    #[test]
+    fn a_write_under_a_probe_is_caught_unless_it_is_the_goodbye() {
+        let probe = Ok(Effect::Probe { socket: socket() });
+        let err = run(&[connect(), probe.clone(), send()]).unwrap_err();
+        assert_eq!(err.invariant, Invariant::PoolLiveness);
+        let shutdown = Ok(Effect::Close {
+            socket: socket(),
+            reason: CloseReason::Shutdown,
+        });
+        run(&[connect(), probe.clone(), send(), shutdown]).unwrap();
+        let nothing = Err(WorldEvent::ProbeNothing { socket: socket() });
+        run(&[connect(), probe, nothing, send()]).unwrap();
+    }
+
+    #[test]
+    fn a_write_after_the_eof_was_reported_is_caught() {
+        let eof = Err(WorldEvent::Fed {
+            socket: socket(),
+            what: &ToClient::Eof,
+            probe: false,
+        });
+        let err = run(&[connect(), eof, send()]).unwrap_err();
+        assert_eq!(err.invariant, Invariant::PoolLiveness);
+        run(&[connect(), send()]).unwrap();
+    }
+}
