@@ -23,6 +23,13 @@
 #   drop_held_on_reconnect            client: requests held during the
 #                                     backoff are dropped on reconnect
 #                                     (exactly once)
+#   spend_retry_on_stale              conn: the requests gated behind a
+#                                     probe that found the connection dead
+#                                     count as written: each spends a
+#                                     retry, or fails (I2 retries)
+#   skip_probe                        pool: the probe rule is skipped, a
+#                                     quiet connection is handed out as it
+#                                     is (I2 liveness)
 #
 # Each mutant builds in its own target directory (RUSTFLAGS changes rebuild
 # everything), under $MUTANTS_TARGET_DIR (default target/mutants), so a
@@ -39,7 +46,7 @@ START="${2:-0}"
 case "$SEEDS$START" in
     *[!0-9]*) echo "usage: $0 [SEEDS] [START_SEED]" >&2; exit 2 ;;
 esac
-ALL_MUTANTS="skip_close_on_handshake_deadline give_up_after_denied no_tombstone_on_timeout drop_held_on_reconnect"
+ALL_MUTANTS="skip_close_on_handshake_deadline give_up_after_denied no_tombstone_on_timeout drop_held_on_reconnect spend_retry_on_stale skip_probe"
 read -r -a MUTANT_LIST <<<"${MUTANTS:-$ALL_MUTANTS}"
 TARGETS="${MUTANTS_TARGET_DIR:-target/mutants}"
 CHECK_CFG="--check-cfg=cfg(redpoll_mutant,values(\"${ALL_MUTANTS// /\",\"}\"))"

@@ -181,6 +181,13 @@ pub fn checkout(config: &PoolConfig, facts: ConnFacts, now: Instant) -> Verdict 
 
 /// Use at once, or probe first: quiet for at least `probe_after`.
 fn probe_rule(config: &PoolConfig, facts: ConnFacts, now: Instant) -> Verdict {
+    // Mutation check (scripts/mutants.sh): no probe, a quiet connection is
+    // handed out as it is (I2).
+    #[cfg(redpoll_mutant = "skip_probe")]
+    let config = &PoolConfig {
+        probe_after: None,
+        ..config.clone()
+    };
     match config.probe_after {
         Some(after) if now.saturating_duration_since(facts.quiet_since) >= after => {
             Verdict::ProbeFirst

@@ -844,6 +844,10 @@ impl Conn {
         }
         #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
         let was_ready = self.phase == Phase::Ready;
+        // Mutation check (scripts/mutants.sh): the requests gated behind a
+        // probe that found the connection dead count as written: each
+        // spends a retry, or fails (I2).
+        #[cfg(not(redpoll_mutant = "spend_retry_on_stale"))]
         if self.probing {
             self.ungate();
         }

@@ -2,12 +2,13 @@
 //! events for them.
 //!
 //! Every check sees every effect (before the network carries it out),
-//! every event, and the world after every step. The socket checks of
+//! every event, what the world does to the client's sockets
+//! ([`WorldEvent`]), and the world after every step. The socket checks of
 //! invariant I1 live here; the request invariants live in the
 //! [model](super::model); the recovery invariant (I5) in the
-//! world ([`Sim`](super::Sim)), which sends the probes it needs. The pool (I2)
-//! and cluster (I3, I4) checks are further [`Check`]s handed to
-//! [`Sim::with_check`](super::Sim::with_check).
+//! world ([`Sim`](super::Sim)), which sends the probes it needs; the pool's
+//! (I2) in [`liveness`](super::liveness). The cluster (I3, I4) checks are
+//! further [`Check`]s handed to [`Sim::with_check`](super::Sim::with_check).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +16,7 @@ use std::fmt;
 use redpoll_core::{Client, CloseReason, Effect, Event, Instant, SocketId};
 
 use super::Params;
+use super::net::{Net, ToClient};
 
 /// The invariants, as failures name them.
 #[non_exhaustive]
@@ -140,6 +142,38 @@ pub struct View<'a> {
     pub sockets: &'a BTreeMap<SocketId, SocketLife>,
     /// Whether the step was a `handle_timeout` at `now`.
     pub timeout_step: bool,
+    /// The network: what is on its way, what waits in a socket unreported.
+    pub net: &'a Net,
+}
+
+/// What the world does to the client's sockets, as the checks hear it.
+#[derive(Debug, Clone, Copy)]
+pub enum WorldEvent<'a> {
+    /// The adapter is about to report `what` on `socket` to the client
+    /// (`handle_data`, `handle_eof`, ...); `probe`: a probe found it.
+    Fed {
+        /// The socket.
+        socket: SocketId,
+        /// What arrived.
+        what: &'a ToClient,
+        /// Whether the adapter found it answering a probe.
+        probe: bool,
+    },
+    /// A probe of `socket` found nothing waiting: the adapter is about to
+    /// call `handle_probe_done`.
+    ProbeNothing {
+        /// The socket.
+        socket: SocketId,
+    },
+    /// The server closed `socket` because it was idle (its `timeout`):
+    /// it had answered every command it received.
+    ServerClosedIdle {
+        /// The socket.
+        socket: SocketId,
+        /// Whether bytes of the client were still on their way to the
+        /// server (lost with the close).
+        lost: bool,
+    },
 }
 
 /// A check run on the client's outputs and after every step. The default
@@ -151,6 +185,15 @@ pub trait Check {
     ///
     /// The violation it shows.
     fn effect(&mut self, _view: &View<'_>, _effect: &Effect) -> Result<(), Violation> {
+        Ok(())
+    }
+
+    /// Something the world does to the client's sockets.
+    ///
+    /// # Errors
+    ///
+    /// The violation it shows.
+    fn world(&mut self, _view: &View<'_>, _event: &WorldEvent<'_>) -> Result<(), Violation> {
         Ok(())
     }
 

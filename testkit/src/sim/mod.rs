@@ -28,14 +28,17 @@
 //! reply or an honest typed error, by its deadline; per-key
 //! linearizability; bounded resources (sockets within the pool limit, no
 //! requests held beyond those pending, reconnects paced by the backoff);
-//! I5 (recovery after the last fault heals). Each failure names the seed
-//! and the invariant.
+//! I2 (no request handed a connection known dead or stale by the probe
+//! rule, no retry spent on a stale connection: [`liveness`]); I5
+//! (recovery after the last fault heals). Each failure names the seed and
+//! the invariant.
 //!
 //! # Extension points
 //!
-//! - A [`Check`] sees every effect, every event and the world after every
-//!   step: the pool's I2 checks and the cluster's I3/I4 checks plug in with
-//!   [`Sim::with_check`]; [`Invariant`] already names them.
+//! - A [`Check`] sees every effect, every event, what the world does to
+//!   the client's sockets ([`WorldEvent`]) and the world after every step:
+//!   the cluster's I3/I4 checks plug in with [`Sim::with_check`];
+//!   [`Invariant`] already names them.
 //! - A [`Backend`] is what listens behind the addresses: the standalone
 //!   [`StandaloneServer`] now, a cluster of nodes (slots, `MOVED`/`ASK`,
 //!   failover) later.
@@ -56,6 +59,7 @@
 
 pub mod check;
 pub mod fault;
+pub mod liveness;
 pub mod model;
 pub mod net;
 pub mod rng;
@@ -72,7 +76,7 @@ use redpoll_core::pool::{PoolConfig, RetryPolicy};
 use redpoll_core::reconnect::ReconnectPolicy;
 use redpoll_core::{Address, Duration};
 
-pub use check::{Check, Invariant, SocketLife, View, Violation};
+pub use check::{Check, Invariant, SocketLife, View, Violation, WorldEvent};
 pub use fault::{Fault, FaultKind};
 pub use server::{Backend, ServerParams, StandaloneServer};
 pub use world::{Sim, Stats};
@@ -236,6 +240,8 @@ impl Params {
             latency_max: r.duration(latency_min, Duration::from_millis(5)),
             jitter_max: r.duration(Duration::ZERO, Duration::from_millis(2)),
             split_percent: r.range(0, 60),
+            // Drawn last, below: the streams of the older knobs stay put.
+            eof_lag: Duration::ZERO,
         };
         let run_for = r.millis(2000, 6000);
         let schedule = ScheduleParams {
@@ -248,9 +254,10 @@ impl Params {
             password,
             no_hello,
             push_percent: if r.chance(30) { r.range(1, 5) } else { 0 },
+            idle_timeout: None,
         };
         let resp2 = protocol == Protocol::Resp2 || no_hello;
-        Self {
+        let mut params = Self {
             seed,
             profile,
             conn,
@@ -268,7 +275,18 @@ impl Params {
                 .then(|| r.millis(100, run_for.as_millis() as u64)),
             probe_defer_percent: r.range(0, 30),
             pubsub: !resp2 && r.chance(40),
-        }
+        };
+        // The stale connections of invariant I2: the adapter notices a
+        // peer's close late (a probe at once), and the server closes idle
+        // connections. Its timeout stays above the longest pause of a lease
+        // script (200 ms), so that only idle connections go stale.
+        params.net.eof_lag = match r.below(10) {
+            0..=2 => Duration::ZERO,
+            3..=6 => r.millis(1, 30),
+            _ => r.millis(30, 300),
+        };
+        params.server.idle_timeout = r.chance(40).then(|| r.millis(300, 1500));
+        params
     }
 
     /// The client configuration.

@@ -14,6 +14,12 @@
 //!   everything held back, in order.
 //! - **Resets**: a reset link drops what is in flight both ways; the client
 //!   hears of it (an I/O error) after the link's latency.
+//! - **A peer's close is noticed late**: an EOF or a read error reaches the
+//!   client's socket after the link's latency, but the adapter reports it
+//!   only [`NetParams::eof_lag`] later (a reader busy elsewhere, a pooled
+//!   socket nobody reads), while a non-blocking read (a probe,
+//!   [`Net::pop_due_to_client`]) sees it as soon as it arrived: the window
+//!   in which only a probe tells a dead connection from a live one.
 //! - **Connects** are accepted, refused or hang, each after a delay.
 //! - A socket the client closed still delivers what was already written
 //!   to the server (TCP sends what it has, then the FIN): a write the
@@ -110,6 +116,16 @@ impl Link {
         self.frozen_until.map_or(at, |until| at.max(until))
     }
 
+    /// When the adapter reports the packet at the head of the client's
+    /// side: an EOF or an error `lag` after it arrived.
+    fn reported(&self, p: &Packet<ToClient>, lag: Duration) -> Instant {
+        let arrived = self.effective(p.at);
+        match p.what {
+            ToClient::Eof | ToClient::Error(_) => arrived + lag,
+            _ => arrived,
+        }
+    }
+
     fn finished(&self) -> bool {
         self.client_closed && self.server == ServerSide::Gone && self.to_server.is_empty()
     }
@@ -135,6 +151,9 @@ pub struct NetParams {
     pub jitter_max: Duration,
     /// Chance (percent) that a write is cut into several chunks.
     pub split_percent: u64,
+    /// How long after an EOF or a read error arrived the adapter reports
+    /// it (a probe sees it at once).
+    pub eof_lag: Duration,
 }
 
 impl NetParams {
@@ -451,6 +470,24 @@ impl Net {
             .collect()
     }
 
+    /// Sockets the server closed while bytes it wrote are still on their
+    /// way to the client (which has not closed them).
+    #[must_use]
+    pub fn closed_by_server_in_flight(&self) -> Vec<SocketId> {
+        self.links
+            .iter()
+            .filter(|(_, l)| {
+                l.server == ServerSide::Gone
+                    && !l.client_closed
+                    && !l.broken
+                    && l.to_client
+                        .iter()
+                        .any(|p| matches!(p.what, ToClient::Data(_)))
+            })
+            .map(|(s, _)| *s)
+            .collect()
+    }
+
     /// Sockets the client has not closed.
     #[must_use]
     pub fn client_sockets(&self) -> Vec<SocketId> {
@@ -464,11 +501,12 @@ impl Net {
     /// When the next packet is due, if any.
     #[must_use]
     pub fn next_due(&self) -> Option<Instant> {
+        let lag = self.params.eof_lag;
         self.links
             .values()
             .flat_map(|l| {
                 let s = l.to_server.front().map(|p| l.effective(p.at));
-                let c = l.to_client.front().map(|p| l.effective(p.at));
+                let c = l.to_client.front().map(|p| l.reported(p, lag));
                 s.into_iter().chain(c)
             })
             .min()
@@ -480,6 +518,29 @@ impl Net {
         self.links
             .values()
             .all(|l| l.to_server.is_empty() && l.to_client.is_empty())
+    }
+
+    /// Whether the peer's close (an EOF or a read error) has reached the
+    /// client's side of `socket` by `now` and waits there, unreported: what
+    /// a non-blocking read would find next.
+    #[must_use]
+    pub fn peer_close_arrived(&self, socket: SocketId, now: Instant) -> bool {
+        self.links.get(&socket).is_some_and(|l| {
+            l.to_client.front().is_some_and(|p| {
+                matches!(p.what, ToClient::Eof | ToClient::Error(_)) && l.effective(p.at) <= now
+            })
+        })
+    }
+
+    /// Whether bytes of the client are on their way to the server of
+    /// `socket`.
+    #[must_use]
+    pub fn to_server_in_flight(&self, socket: SocketId) -> bool {
+        self.links.get(&socket).is_some_and(|l| {
+            l.to_server
+                .iter()
+                .any(|p| matches!(p.what, ToServer::Data(_)))
+        })
     }
 
     /// The next packet to the client of `socket`, if it is due at `now`
@@ -495,6 +556,7 @@ impl Net {
 
     /// The earliest packet due at `now`, taken off its queue.
     pub fn pop_due(&mut self, now: Instant) -> Option<Delivery> {
+        let lag = self.params.eof_lag;
         let mut best: Option<(Instant, u64, SocketId, bool)> = None;
         for (socket, l) in &self.links {
             let heads = [
@@ -503,7 +565,7 @@ impl Net {
                     .map(|p| (l.effective(p.at), p.seq, true)),
                 l.to_client
                     .front()
-                    .map(|p| (l.effective(p.at), p.seq, false)),
+                    .map(|p| (l.reported(p, lag), p.seq, false)),
             ];
             for (at, seq, to_server) in heads.into_iter().flatten() {
                 if at <= now && best.is_none_or(|(a, s, _, _)| (at, seq) < (a, s)) {

@@ -13,6 +13,11 @@
 //! (`WRONGPASS`, `NOAUTH`). Restarts reset every connection and keep or
 //! lose the key space.
 //!
+//! Like redis-server's `timeout`, it closes a connection that sent nothing
+//! for [`ServerParams::idle_timeout`] ([`ServerAction::CloseIdle`]), unless
+//! it is blocked or subscribed: the stale connections a pool must find out
+//! before it hands them out (invariant I2).
+//!
 //! A cluster of simulated nodes is a new [`Backend`]: one of these per
 //! node, plus slot ownership and redirections.
 
@@ -22,7 +27,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use redpoll_core::resp::{Decoder, Frame};
-use redpoll_core::{Address, Instant, SocketId};
+use redpoll_core::{Address, Duration, Instant, SocketId};
 
 use super::fault::Conditions;
 use super::rng::Rng;
@@ -34,6 +39,9 @@ pub enum ServerAction {
     Write(Bytes),
     /// Close the connection (FIN after what was written).
     Close,
+    /// Close the connection because it sent nothing for the idle timeout
+    /// (FIN after what was written): every command it sent was answered.
+    CloseIdle,
 }
 
 /// The actions of a server call, for the network to carry out.
@@ -88,6 +96,9 @@ pub struct ServerParams {
     pub no_hello: bool,
     /// Chance (percent) of an unsolicited RESP3 push after a reply.
     pub push_percent: u64,
+    /// redis-server's `timeout`: a connection that sent nothing for this
+    /// long is closed (blocked and subscribed ones excepted).
+    pub idle_timeout: Option<Duration>,
 }
 
 /// The password the server switches to under a wrong-password fault.
@@ -124,6 +135,8 @@ struct SConn {
     /// Protected mode: write `DENIED` once TLS is up, then close.
     deny: bool,
     closing: bool,
+    /// When it last sent something or was unblocked (the idle timeout).
+    last_active: Instant,
 }
 
 /// The standalone server.
@@ -275,6 +288,7 @@ impl StandaloneServer {
         let Some(mut conn) = self.conns.remove(&socket) else {
             return Ok(());
         };
+        conn.last_active = now;
         let result = loop {
             if conn.blocked || conn.closing {
                 break Ok(());
@@ -613,8 +627,7 @@ impl StandaloneServer {
                     .ok()
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0.0);
-                let deadline =
-                    (secs > 0.0).then(|| now + redpoll_core::Duration::from_secs_f64(secs));
+                let deadline = (secs > 0.0).then(|| now + Duration::from_secs_f64(secs));
                 conn.blocked = true;
                 self.blocked.push(Blocked {
                     socket,
@@ -726,6 +739,17 @@ impl StandaloneServer {
         }
     }
 
+    /// When each connection the idle timeout applies to is closed.
+    fn idle_deadlines(&self) -> impl Iterator<Item = (Instant, SocketId)> + '_ {
+        let timeout = self.params.idle_timeout;
+        self.conns.iter().filter_map(move |(socket, c)| {
+            let eligible = !c.blocked && !c.closing && c.subs.is_empty();
+            timeout
+                .filter(|_| eligible)
+                .map(|t| (c.last_active + t, *socket))
+        })
+    }
+
     fn deny(conn: &mut SConn, socket: SocketId, out: &mut ServerOut) {
         conn.write(socket, DENIED.as_bytes(), out);
         if let Some(tls) = &mut conn.tls {
@@ -786,7 +810,7 @@ impl Backend for StandaloneServer {
         self.cond = cond;
     }
 
-    fn accept(&mut self, socket: SocketId, _address: &Address, _now: Instant, out: &mut ServerOut) {
+    fn accept(&mut self, socket: SocketId, _address: &Address, now: Instant, out: &mut ServerOut) {
         let tls = self
             .tls
             .as_ref()
@@ -807,6 +831,7 @@ impl Backend for StandaloneServer {
             blocked: false,
             deny: self.cond.denied,
             closing: false,
+            last_active: now,
         };
         if conn.deny && conn.tls.is_none() {
             Self::deny(&mut conn, socket, out);
@@ -858,7 +883,8 @@ impl Backend for StandaloneServer {
     }
 
     fn next_timer(&self) -> Option<Instant> {
-        self.blocked.iter().filter_map(|b| b.deadline).min()
+        let blocked = self.blocked.iter().filter_map(|b| b.deadline);
+        blocked.chain(self.idle_deadlines().map(|(at, _)| at)).min()
     }
 
     fn on_timer(&mut self, now: Instant, out: &mut ServerOut) -> Result<(), String> {
@@ -876,6 +902,17 @@ impl Backend for StandaloneServer {
                 conn.reply(socket, Frame::NullArray, out);
             }
             self.pump(socket, now, out)?;
+        }
+        let idle: Vec<SocketId> = self
+            .idle_deadlines()
+            .filter(|(at, _)| *at <= now)
+            .map(|(_, socket)| socket)
+            .collect();
+        for socket in idle {
+            if let Some(conn) = self.conns.get_mut(&socket) {
+                conn.closing = true;
+                out.push((socket, ServerAction::CloseIdle));
+            }
         }
         Ok(())
     }

@@ -28,8 +28,9 @@ use redpoll_core::{
     LeaseId, RequestId, SocketId,
 };
 
-use super::check::{Check, Invariant, SocketLife, Sockets, View, Violation};
+use super::check::{Check, Invariant, SocketLife, Sockets, View, Violation, WorldEvent};
 use super::fault::{self, Conditions, Fault, FaultKind};
+use super::liveness::Liveness;
 use super::model::{Broken, Model, Op, Via};
 use super::net::{ConnectOutcome, Delivery, Net, ToClient, ToServer};
 use super::rng::Rng;
@@ -229,6 +230,7 @@ impl Sim {
             + PROBE_GAP
             + params.conn.handshake_timeout
             + params.net.max_one_way() * 20
+            + params.net.eof_lag
             + Duration::from_millis(50);
         Self {
             client: Client::new(params.client_config()),
@@ -236,7 +238,7 @@ impl Sim {
             server: Box::new(server),
             model,
             sockets: BTreeMap::new(),
-            checks: vec![Box::new(Sockets::default())],
+            checks: vec![Box::new(Sockets::default()), Box::new(Liveness::default())],
             workload: Workload::new(
                 root.fork(stream::WORKLOAD),
                 params.pubsub,
@@ -463,7 +465,7 @@ impl Sim {
         if self.server.next_timer().is_some_and(|t| t <= now) {
             let mut out = ServerOut::new();
             let result = self.server.on_timer(now, &mut out);
-            self.server_out(out);
+            self.server_out(out)?;
             return result.map_err(|m| Violation::new(Invariant::ClientWire, m));
         }
         if let Some(delivery) = self.net.pop_due(now) {
@@ -471,8 +473,7 @@ impl Sim {
         }
         if let Some(i) = self.deferred_probes.iter().position(|p| p.0 <= now) {
             let (_, socket) = self.deferred_probes.remove(i);
-            self.answer_probe(socket);
-            return Ok(());
+            return self.answer_probe(socket);
         }
         if self.client.poll_timeout().is_some_and(|t| t <= now) {
             self.log(|| "handle_timeout".to_owned());
@@ -511,7 +512,18 @@ impl Sim {
             params: &self.params,
             sockets: &self.sockets,
             timeout_step: self.timeout_step,
+            net: &self.net,
         }
+    }
+
+    /// Tells the checks what the world does to the client's sockets.
+    fn notify(&mut self, event: &WorldEvent<'_>) -> Result<(), Violation> {
+        let mut checks = std::mem::take(&mut self.checks);
+        let checked = checks
+            .iter_mut()
+            .try_for_each(|c| c.world(&self.view(), event));
+        self.checks = checks;
+        checked
     }
 
     /// Drains effects and events, then runs the step checks.
@@ -586,7 +598,7 @@ impl Sim {
                         .duration(Duration::ZERO, Duration::from_millis(5));
                     self.deferred_probes.push((now + later, socket));
                 } else {
-                    self.answer_probe(socket);
+                    self.answer_probe(socket)?;
                 }
             }
         }
@@ -595,19 +607,24 @@ impl Sim {
 
     /// The adapter looks at the socket without blocking: what has arrived
     /// is reported, else "nothing waiting".
-    fn answer_probe(&mut self, socket: SocketId) {
+    fn answer_probe(&mut self, socket: SocketId) -> Result<(), Violation> {
         let now = self.now;
         if self.sockets.get(&socket).is_none_or(|l| l.closed.is_some()) {
-            return;
+            return Ok(());
         }
         match self.net.pop_due_to_client(socket, now) {
             Some(what) => {
                 self.log(|| format!("probe {socket}: {what:?}"));
-                self.feed_client(socket, what);
+                if matches!(what, ToClient::Eof | ToClient::Error(_)) {
+                    self.count("probe: found dead");
+                }
+                self.feed_client(socket, what, true)
             }
             None => {
                 self.log(|| format!("probe {socket}: nothing"));
+                self.notify(&WorldEvent::ProbeNothing { socket })?;
                 self.client.handle_probe_done(now, socket);
+                Ok(())
             }
         }
     }
@@ -714,8 +731,7 @@ impl Sim {
                     ToClient::Data(d) => format!("deliver to client {socket}: {} bytes", d.len()),
                     other => format!("deliver to client {socket}: {other:?}"),
                 });
-                self.feed_client(socket, what);
-                Ok(())
+                self.feed_client(socket, what, false)
             }
             Delivery::Server(socket, what) => {
                 self.log(|| match &what {
@@ -737,13 +753,24 @@ impl Sim {
                         Ok(())
                     }
                 };
-                self.server_out(out);
+                self.server_out(out)?;
                 result.map_err(|m| Violation::new(Invariant::ClientWire, format!("{socket}: {m}")))
             }
         }
     }
 
-    fn feed_client(&mut self, socket: SocketId, what: ToClient) {
+    /// Reports `what` on `socket` to the client (`probe`: a probe found it).
+    fn feed_client(
+        &mut self,
+        socket: SocketId,
+        what: ToClient,
+        probe: bool,
+    ) -> Result<(), Violation> {
+        self.notify(&WorldEvent::Fed {
+            socket,
+            what: &what,
+            probe,
+        })?;
         let now = self.now;
         match what {
             ToClient::Connected => self.client.handle_connected(now, socket),
@@ -752,9 +779,10 @@ impl Sim {
             ToClient::Eof => self.client.handle_eof(now, socket),
             ToClient::Error(e) => self.client.handle_io_error(now, socket, e),
         }
+        Ok(())
     }
 
-    fn server_out(&mut self, out: ServerOut) {
+    fn server_out(&mut self, out: ServerOut) -> Result<(), Violation> {
         let now = self.now;
         for (socket, action) in out {
             match action {
@@ -763,8 +791,17 @@ impl Sim {
                     self.server.closed(socket);
                     self.net.server_close(socket, now);
                 }
+                ServerAction::CloseIdle => {
+                    self.log(|| format!("server closes {socket}: idle"));
+                    self.count("server idle close");
+                    let lost = self.net.to_server_in_flight(socket);
+                    self.notify(&WorldEvent::ServerClosedIdle { socket, lost })?;
+                    self.server.closed(socket);
+                    self.net.server_close(socket, now);
+                }
             }
         }
+        Ok(())
     }
 
     /// The server resets `socket`.
@@ -799,6 +836,13 @@ impl Sim {
             | FaultKind::WrongPassword { kill: true, .. } => self.reset_all(),
             FaultKind::Restart { lose, .. } => {
                 self.reset_all();
+                // Also the links of connections it closed as idle whose
+                // replies are still on their way (a stall): the model takes
+                // a reply that arrives after a loss for one of a command
+                // run after it.
+                for socket in self.net.closed_by_server_in_flight() {
+                    self.net.reset(socket, self.now, IoError::Reset);
+                }
                 if lose {
                     self.server.lose_data();
                     self.model.lost();
@@ -818,7 +862,7 @@ impl Sim {
                 if let Some(s) = Self::pick(&self.net.open_sockets(), pick) {
                     let mut out = ServerOut::new();
                     self.server.garbage(s, &mut out);
-                    self.server_out(out);
+                    self.server_out(out)?;
                 }
             }
             FaultKind::Stall { .. } | FaultKind::Blackhole { .. } => self.net.freeze_all(heal),
