@@ -307,45 +307,88 @@ fn short_header(b: &[u8]) -> Option<(u64, usize)> {
 /// range, missing bytes), which the general machine handles.
 #[inline(always)]
 fn integer(b: &[u8]) -> Option<(i64, usize)> {
-    // With 24 bytes in view nothing below needs a bounds check: a sign, at
-    // most 19 digits and CR LF end by index 22.
-    let Some(w) = b.get(..24).and_then(|b| <&[u8; 24]>::try_from(b).ok()) else {
+    // With 32 bytes in view nothing below needs a bounds check: a sign and
+    // three words of digits end by index 25, the CR LF after 19 digits by 22.
+    let Some(w) = b.first_chunk::<32>() else {
         return short_integer(b);
     };
+    // One digit first: the counts and flags most integer replies carry.
+    let d = w[1].wrapping_sub(b'0');
+    if d <= 9 && w[2] == b'\r' && w[3] == b'\n' {
+        return Some((i64::from(d), 4));
+    }
     let negative = w[1] == b'-';
     let start = 1 + usize::from(negative);
-    let mut i = start;
-    // Nineteen digits never overflow a u64 (10^19 - 1 < 2^64).
-    let mut magnitude: u64 = 0;
-    while i < start + 16 && w[i + 7].is_ascii_digit() {
-        let word = u64::from_le_bytes([
-            w[i],
-            w[i + 1],
-            w[i + 2],
-            w[i + 3],
-            w[i + 4],
-            w[i + 5],
-            w[i + 6],
-            w[i + 7],
-        ]);
-        let Some(eight) = eight_digits(word) else {
-            break;
-        };
-        magnitude = magnitude * 100_000_000 + eight;
-        i += 8;
-    }
-    while i < start + 19 {
-        let d = w[i].wrapping_sub(b'0');
-        if d > 9 {
-            break;
-        }
-        magnitude = magnitude * 10 + u64::from(d);
-        i += 1;
-    }
-    if i == start || w[i] != b'\r' || w[i + 1] != b'\n' {
+    let (mut magnitude, mut len) = leading_digits(word_at(w, start));
+    if len == 0 {
         return None;
     }
-    Some((signed(magnitude, negative)?, i + 2))
+    if len == 8 {
+        let (more, n) = leading_digits(word_at(w, start + 8));
+        magnitude = magnitude * POW10[n] + more;
+        len += n;
+        if n == 8 {
+            // Nineteen digits at most: 10^19 - 1 < 2^64, no overflow.
+            let (more, n) = leading_digits(word_at(w, start + 16));
+            if n > 3 {
+                return None;
+            }
+            magnitude = magnitude * POW10[n] + more;
+            len += n;
+        }
+    }
+    let end = start + len;
+    if w[end] != b'\r' || w[end + 1] != b'\n' {
+        return None;
+    }
+    Some((signed(magnitude, negative)?, end + 2))
+}
+
+const POW10: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// The eight bytes at `w[at..]` as a little-endian word: the first byte is
+/// the lowest.
+#[inline(always)]
+fn word_at(w: &[u8; 32], at: usize) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&w[at..at + 8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// The value of the ASCII digits that start `word` (read little-endian, the
+/// first character in the lowest byte) and how many there are, 0 to 8.
+#[inline(always)]
+const fn leading_digits(word: u64) -> (u64, usize) {
+    let d = word.wrapping_sub(0x3030_3030_3030_3030);
+    // A byte below '0' borrows and sets its top bit; a byte above '9' sets it
+    // when 0x76 is added. Borrows and carries only travel towards higher
+    // bytes, so the lowest flagged byte is the first non-digit.
+    let flags = (d | d.wrapping_add(0x7676_7676_7676_7676)) & 0x8080_8080_8080_8080;
+    let n = (flags.trailing_zeros() / 8) as usize;
+    if n == 0 {
+        return (0, 0);
+    }
+    // The digits to the top, zeros (leading zero digits) below them.
+    (digits_value(d << (64 - 8 * n)), n)
+}
+
+/// The value of eight digits 0..=9, one per byte, the first in the lowest.
+#[inline(always)]
+const fn digits_value(d: u64) -> u64 {
+    // Pairs, then quads, then all eight.
+    let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let d = (d.wrapping_mul(1 + (100 << 16)) >> 16) & 0x0000_ffff_0000_ffff;
+    d.wrapping_mul(1 + (10_000 << 32)) >> 32
 }
 
 /// [`integer`] near the end of the chunk.
@@ -377,53 +420,49 @@ fn signed(magnitude: u64, negative: bool) -> Option<i64> {
     }
 }
 
-/// The value of eight ASCII digits read as a little-endian word, or `None`
-/// when any of the bytes is not a digit.
-#[inline]
-const fn eight_digits(word: u64) -> Option<u64> {
-    let d = word.wrapping_sub(0x3030_3030_3030_3030);
-    // A byte below '0' borrows and sets its top bit; a byte above '9' sets it
-    // when 0x76 is added. Either way the word is rejected.
-    if (d | d.wrapping_add(0x7676_7676_7676_7676)) & 0x8080_8080_8080_8080 != 0 {
-        return None;
-    }
-    // Pairs, then quads, then all eight: the first character is the lowest byte.
-    let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00ff_00ff_00ff_00ff;
-    let d = (d.wrapping_mul(1 + (100 << 16)) >> 16) & 0x0000_ffff_0000_ffff;
-    let d = d.wrapping_mul(1 + (10_000 << 32)) >> 32;
-    Some(d & 0xffff_ffff)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{eight_digits, integer};
+    use super::{integer, leading_digits};
 
     #[test]
-    fn eight_digits_at_a_time() {
-        assert_eq!(
-            eight_digits(u64::from_le_bytes(*b"12345678")),
-            Some(12_345_678)
-        );
-        assert_eq!(eight_digits(u64::from_le_bytes(*b"00000000")), Some(0));
-        assert_eq!(
-            eight_digits(u64::from_le_bytes(*b"99999999")),
-            Some(99_999_999)
-        );
-        assert_eq!(eight_digits(u64::from_le_bytes(*b"1234567\r")), None);
-        assert_eq!(eight_digits(u64::from_le_bytes(*b"/1234567")), None);
-        assert_eq!(eight_digits(u64::from_le_bytes(*b"1234567:")), None);
+    fn leading_digits_of_a_word() {
+        let word = |s: &[u8; 8]| u64::from_le_bytes(*s);
+        assert_eq!(leading_digits(word(b"12345678")), (12_345_678, 8));
+        assert_eq!(leading_digits(word(b"00000000")), (0, 8));
+        assert_eq!(leading_digits(word(b"99999999")), (99_999_999, 8));
+        assert_eq!(leading_digits(word(b"1234567\r")), (1_234_567, 7));
+        assert_eq!(leading_digits(word(b"7\r\n+OK\r\n")), (7, 1));
+        assert_eq!(leading_digits(word(b"/1234567")), (0, 0));
+        assert_eq!(leading_digits(word(b":1234567")), (0, 0));
+        assert_eq!(leading_digits(word(b"12:45678")), (12, 2));
+        assert_eq!(leading_digits(word(b"12\x0045678")), (12, 2));
+        assert_eq!(leading_digits(word(b"12\xff45678")), (12, 2));
         for n in [0u64, 1, 10, 99, 12_345_678, 90_000_001, 99_999_999] {
             let text = alloc::format!("{n:08}");
             let word = u64::from_le_bytes(text.as_bytes().try_into().unwrap());
-            assert_eq!(eight_digits(word), Some(n), "{text}");
+            assert_eq!(leading_digits(word), (n, 8), "{text}");
+        }
+        for byte in 0..=255u8 {
+            let mut text = *b"1234567x";
+            text[3] = byte;
+            let expected = if byte.is_ascii_digit() {
+                (u64::from(123 * 10 + u32::from(byte - b'0')) * 1000 + 567, 7)
+            } else {
+                (123, 3)
+            };
+            assert_eq!(leading_digits(word(&text)), expected, "{byte}");
         }
     }
+
+    /// Enough bytes after any line for the parsers' whole window.
+    const PAD: &str = "+OK\r\n+OK\r\n+OK\r\n+OK\r\n+OK\r\n+OK\r\n+OK\r\n";
 
     #[test]
     fn integers_of_every_length_near_and_far_from_the_end() {
         for len in 1..=19usize {
-            let text: alloc::string::String =
-                (0..len).map(|i| char::from(b'1' + (i % 9) as u8)).collect();
+            let text: alloc::string::String = (0..len)
+                .map(|i| char::from(b'0' + ((i * 7 + 1) % 10) as u8))
+                .collect();
             let value: i64 = text.parse().unwrap();
             for sign in ["", "-"] {
                 let line = alloc::format!(":{sign}{text}\r\n");
@@ -433,7 +472,7 @@ mod tests {
                     Some((expected, line.len())),
                     "short {line:?}"
                 );
-                let padded = alloc::format!("{line}+OK\r\n+OK\r\n+OK\r\n+OK\r\n");
+                let padded = alloc::format!("{line}{PAD}");
                 assert_eq!(
                     integer(padded.as_bytes()),
                     Some((expected, line.len())),
@@ -447,12 +486,17 @@ mod tests {
             ":12x\r\n",
             ":99999999999999999999\r\n",
             ":9223372036854775808\r\n",
+            ":-9223372036854775809\r\n",
+            ":1234567890123456789012\r\n",
+            ":12345678\rx",
+            ":1\r\r",
+            ":1\n\n",
         ] {
             assert_eq!(integer(bad.as_bytes()), None, "{bad}");
-            let padded = alloc::format!("{bad}+OK\r\n+OK\r\n+OK\r\n+OK\r\n");
+            let padded = alloc::format!("{bad}{PAD}");
             assert_eq!(integer(padded.as_bytes()), None, "{bad}");
         }
-        let min = alloc::format!(":{}\r\n+OK\r\n+OK\r\n+OK\r\n", i64::MIN);
+        let min = alloc::format!(":{}\r\n{PAD}", i64::MIN);
         assert_eq!(integer(min.as_bytes()).map(|(v, _)| v), Some(i64::MIN));
     }
 }
