@@ -12,7 +12,7 @@
 //! twice and no byte is scanned again.
 
 use alloc::vec::Vec;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use super::{Decoder, Items, Level, LevelKind, parse_double};
 use crate::resp::frame::Frame;
@@ -50,22 +50,13 @@ impl Decoder {
     #[inline(always)]
     pub(super) fn fast_scalar(&mut self) -> Option<Frame> {
         let pos = self.pos;
+        let &ty = self.chunk.get(pos)?;
         let b = &self.chunk[pos..];
-        let (frame, used) = match *b.first()? {
-            b'$' if b.get(1) == Some(&b'-') => {
-                b.starts_with(b"$-1\r\n").then_some((Frame::NullBulk, 5))?
-            }
-            b'$' => {
-                let (len, hdr) = header(b)?;
-                if len > self.limits.max_bulk_len as u64 {
-                    return None;
-                }
-                let end = hdr + len as usize;
-                if b.get(end..end + 2) != Some(b"\r\n") {
-                    return None;
-                }
-                (Frame::Bulk(self.chunk.slice(pos + hdr..pos + end)), end + 2)
-            }
+        let (frame, used) = match ty {
+            b'$' => match bulk(b, self.limits.max_bulk_len) {
+                Some((hdr, end)) => (Frame::Bulk(self.chunk.slice(pos + hdr..pos + end)), end + 2),
+                None => b.starts_with(b"$-1\r\n").then_some((Frame::NullBulk, 5))?,
+            },
             b':' => {
                 let (value, used) = integer(b)?;
                 (Frame::Integer(value), used)
@@ -175,31 +166,48 @@ impl Decoder {
     /// the position in a register; returns how many.
     #[inline(always)]
     fn bulk_run(&mut self, items: &mut Vec<Frame>, max: usize) -> usize {
-        let max_len = self.limits.max_bulk_len as u64;
-        let chunk = &self.chunk;
-        let mut pos = self.pos;
+        // Each batch first finds where its payloads are, then slices them
+        // all: the scan keeps everything in registers, and the reference-count
+        // call of each slice does not force it to the stack.
+        const BATCH: usize = 32;
+        let max_len = self.limits.max_bulk_len;
         let mut done = 0;
-        while done < max {
-            let b = &chunk[pos..];
-            if b.first() != Some(&b'$') {
-                break;
+        loop {
+            // Not even one: spare the batch its setup.
+            if self.chunk.get(self.pos) != Some(&b'$') {
+                return done;
             }
-            let Some((len, hdr)) = header(b) else {
-                break;
-            };
-            if len > max_len {
-                break;
+            let want = (max - done).min(BATCH);
+            let mut spans = [(0, 0); BATCH];
+            let mut found = 0;
+            let mut pos = self.pos;
+            let chunk: &[u8] = &self.chunk;
+            while found < want {
+                let Some(b) = chunk.get(pos..) else {
+                    break;
+                };
+                if b.first() != Some(&b'$') {
+                    break;
+                }
+                let Some((hdr, end)) = bulk(b, max_len) else {
+                    break;
+                };
+                spans[found] = (pos + hdr, pos + end);
+                found += 1;
+                pos += end + 2;
             }
-            let end = hdr + len as usize;
-            if b.get(end..end + 2) != Some(b"\r\n") {
-                break;
+            self.pos = pos;
+            let chunk = &self.chunk;
+            items.extend(
+                spans[..found]
+                    .iter()
+                    .map(|&(start, end)| bulk_frame(chunk, start, end)),
+            );
+            done += found;
+            if found < want || done == max {
+                return done;
             }
-            items.push(Frame::Bulk(chunk.slice(pos + hdr..pos + end)));
-            pos += end + 2;
-            done += 1;
         }
-        self.pos = pos;
-        done
     }
 
     /// One element of an aggregate at `depth`: scalars inline, nested
@@ -233,6 +241,34 @@ impl Decoder {
     }
 }
 
+/// `Frame::Bulk(chunk[start..end])`, the slice adjusted in place in the
+/// frame, which spares the compiler a copy of it ([`Bytes::slice`] adjusts
+/// its own copy, and is not always inlined). The chunk always comes from a
+/// split `BytesMut`, so `truncate` only sets the length.
+#[inline(always)]
+fn bulk_frame(chunk: &Bytes, start: usize, end: usize) -> Frame {
+    let mut frame = Frame::Bulk(chunk.clone());
+    if let Frame::Bulk(payload) = &mut frame {
+        payload.advance(start);
+        payload.truncate(end - start);
+    }
+    frame
+}
+
+/// A complete bulk string `$<len>\r\n<payload>\r\n` at the front of `b`,
+/// no longer than `max_len`: where its payload starts and ends.
+#[inline(always)]
+fn bulk(b: &[u8], max_len: usize) -> Option<(usize, usize)> {
+    let (len, hdr) = header(b)?;
+    if len > max_len as u64 {
+        return None;
+    }
+    // No overflow: a header has at most 18 digits.
+    let end = hdr + len as usize;
+    let tail = b.get(end..)?.first_chunk::<2>()?;
+    (tail == b"\r\n").then_some((hdr, end))
+}
+
 /// `<type><1 to 18 digits>\r\n` at the front of `b`: the number and the
 /// header length. `None` for anything else (signs, `?`, long numbers,
 /// missing bytes), which the general machine handles.
@@ -240,48 +276,48 @@ impl Decoder {
 fn header(b: &[u8]) -> Option<(u64, usize)> {
     // With 24 bytes in view nothing needs a bounds check: at most 18
     // digits, then CR LF, all within the array.
-    let Some(b) = b.get(..24).and_then(|b| <&[u8; 24]>::try_from(b).ok()) else {
+    let Some(w) = b.first_chunk::<24>() else {
         return short_header(b);
     };
-    let d1 = b[1].wrapping_sub(b'0');
-    if d1 > 9 {
-        return None;
-    }
-    // Lengths and counts below 1,000 first: they are nearly all of them.
-    let (n, i) = if b[2] == b'\r' {
-        (u64::from(d1), 2)
-    } else if b[3] == b'\r' {
-        let d2 = b[2].wrapping_sub(b'0');
-        if d2 > 9 {
-            return None;
-        }
-        (u64::from(d1) * 10 + u64::from(d2), 3)
-    } else if b[4] == b'\r' {
-        let (d2, d3) = (b[2].wrapping_sub(b'0'), b[3].wrapping_sub(b'0'));
-        if d2 > 9 || d3 > 9 {
-            return None;
-        }
-        (u64::from(d1) * 100 + u64::from(d2) * 10 + u64::from(d3), 4)
-    } else {
-        let mut n = u64::from(d1);
-        let mut i = 2;
-        while i < 19 {
-            let d = b[i].wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            n = n * 10 + u64::from(d);
-            i += 1;
-        }
-        if b[i] != b'\r' {
-            return None;
-        }
-        (n, i)
+    // The byte after each digit and the one after that in one load: CR LF
+    // ends the number, else the first of them is the next digit.
+    let pair = |i: usize| {
+        let mut bytes = [0; 2];
+        bytes.copy_from_slice(&w[i..i + 2]);
+        u16::from_le_bytes(bytes)
     };
-    if b[i + 1] != b'\n' {
-        return None;
+    const CRLF: u16 = u16::from_le_bytes(*b"\r\n");
+    let digit = |c: u8| {
+        let d = c.wrapping_sub(b'0');
+        (d <= 9).then_some(u64::from(d))
+    };
+    // Lengths and counts below 1,000 first: they are nearly all of them.
+    let d1 = digit(w[1])?;
+    let next = pair(2);
+    if next == CRLF {
+        return Some((d1, 4));
     }
-    Some((n, i + 2))
+    let d2 = digit(next as u8)?;
+    let next = pair(3);
+    if next == CRLF {
+        return Some((d1 * 10 + d2, 5));
+    }
+    let d3 = digit(next as u8)?;
+    let next = pair(4);
+    if next == CRLF {
+        return Some((d1 * 100 + d2 * 10 + d3, 6));
+    }
+    let mut n = d1 * 100 + d2 * 10 + d3;
+    let mut i = 4;
+    while i < 19 {
+        let d = w[i].wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        n = n * 10 + u64::from(d);
+        i += 1;
+    }
+    (pair(i) == CRLF).then_some((n, i + 2))
 }
 
 /// [`header`] near the end of the chunk.
