@@ -186,7 +186,9 @@ impl Decoder {
                 let Some(b) = chunk.get(pos..) else {
                     break;
                 };
-                if b.first() != Some(&b'$') {
+                // One length check for the type byte and the header's
+                // window; the last few bytes are left to `element`.
+                if b.len() < 24 || b[0] != b'$' {
                     break;
                 }
                 let Some((hdr, end)) = bulk(b, max_len) else {
