@@ -230,11 +230,12 @@ impl Decoder {
         // fast path from a chunk taken from `buf` in one go: no buffer
         // bookkeeping per frame, one reference count per bulk payload.
         // Unparsed chunk bytes only outlive a call that returned a frame,
-        // so while there are some the decoder is between frames.
+        // so while there are some the decoder is between frames: the fast
+        // path may look at them before anything else is checked.
+        if let Some(frame) = self.fast_scalar() {
+            return Ok(Some(frame));
+        }
         if self.pos < self.chunk.len() || self.take_chunk(buf) {
-            if let Some(frame) = self.fast_scalar() {
-                return Ok(Some(frame));
-            }
             match self.fast(0) {
                 Fast::Frame(frame) => return Ok(Some(frame)),
                 Fast::Suspended => {}
