@@ -203,7 +203,7 @@ fn format_f64(out: &mut StackText, value: f64) -> &[u8] {
     &out.buf[..out.len]
 }
 
-#[inline]
+#[inline(always)]
 fn write_blob(dst: &mut BytesMut, ty: u8, data: &[u8]) {
     dst.reserve(data.len() + 25);
     write_header(dst, ty, data.len());
