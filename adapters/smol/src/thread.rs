@@ -36,7 +36,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,11 +44,11 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant as StdInstant;
 
 use bytes::{Buf, Bytes};
-use polling::{Event, Events, PollMode, Poller};
 use redpoll_core::{Effect, IoError, SocketId};
 
 use crate::driver::{Connecting, Stream, connect, io_error, probe};
 use crate::shared::{Shared, State};
+use sys::{Poller, Ready};
 
 /// Starts the driver thread of a client.
 pub(crate) fn spawn(shared: Arc<Shared>) -> io::Result<()> {
@@ -193,7 +193,8 @@ enum Input {
 
 impl ThreadDriver {
     fn run(mut self) {
-        let mut events = Events::new();
+        let mut events = Vec::new();
+        let mut buffer = sys::buffer();
         let mut inputs = Vec::new();
         let shared = self.shared.clone();
         loop {
@@ -220,7 +221,7 @@ impl ThreadDriver {
             self.notifier.sleeping.store(true, Ordering::SeqCst);
             if !self.notifier.pending.swap(false, Ordering::SeqCst) {
                 let timeout = deadline.map(|at| at.saturating_duration_since(StdInstant::now()));
-                if let Err(e) = self.notifier.poller.wait(&mut events, timeout) {
+                if let Err(e) = self.notifier.poller.wait(&mut buffer, &mut events, timeout) {
                     // Nothing this thread can do without its poller but
                     // stop: requests then time out or wait, as with a
                     // stalled network.
@@ -232,7 +233,7 @@ impl ThreadDriver {
                 }
             }
             self.notifier.sleeping.store(false, Ordering::SeqCst);
-            for event in events.iter() {
+            for &event in &events {
                 self.read_ready(event, &mut inputs);
             }
         }
@@ -308,32 +309,18 @@ impl ThreadDriver {
             match socket {
                 Socket::Connecting(fut) => match fut.as_mut().poll(&mut cx) {
                     Poll::Ready(Ok(stream)) => match Raw::from_stream(stream) {
-                        Ok(raw) => {
-                            // SAFETY: the fd is deleted from the poller
-                            // before the socket is dropped (`deregister`,
-                            // and after EOF or an error), and the poller
-                            // is dropped with the thread, after the sockets
-                            // it still holds are of no further use.
-                            let added = unsafe {
-                                self.notifier.poller.add_with_mode(
-                                    raw.fd().as_raw_fd(),
-                                    Event::readable(key(id)),
-                                    PollMode::Level,
-                                )
-                            };
-                            match added {
-                                Ok(()) => {
-                                    *socket = Socket::Open(Open {
-                                        raw,
-                                        out: VecDeque::new(),
-                                        registered: true,
-                                        want_write: false,
-                                    });
-                                    inputs.push(Input::Connected(id));
-                                }
-                                Err(e) => inputs.push(Input::ConnectFailed(id, io_error(&e))),
+                        Ok(raw) => match self.notifier.poller.add(raw.fd(), key(id)) {
+                            Ok(()) => {
+                                *socket = Socket::Open(Open {
+                                    raw,
+                                    out: VecDeque::new(),
+                                    registered: true,
+                                    want_write: false,
+                                });
+                                inputs.push(Input::Connected(id));
                             }
-                        }
+                            Err(e) => inputs.push(Input::ConnectFailed(id, io_error(&e))),
+                        },
                         Err(e) => inputs.push(Input::ConnectFailed(id, io_error(&e))),
                     },
                     Poll::Ready(Err(e)) => inputs.push(Input::ConnectFailed(id, io_error(&e))),
@@ -352,16 +339,10 @@ impl ThreadDriver {
                     let want_write = !open.out.is_empty();
                     if want_write != open.want_write {
                         open.want_write = want_write;
-                        let interest = if want_write {
-                            Event::all(key(id))
-                        } else {
-                            Event::readable(key(id))
-                        };
-                        let _ = self.notifier.poller.modify_with_mode(
-                            open.raw.fd(),
-                            interest,
-                            PollMode::Level,
-                        );
+                        let _ =
+                            self.notifier
+                                .poller
+                                .watch_write(open.raw.fd(), key(id), want_write);
                     }
                 }
             }
@@ -371,7 +352,7 @@ impl ThreadDriver {
     /// Reads a socket the poller reported: once, or on while reads fill the
     /// buffer; each read is handed to the core at once (the buffer is
     /// reused).
-    fn read_ready(&mut self, event: Event, inputs: &mut Vec<Input>) {
+    fn read_ready(&mut self, event: Ready, inputs: &mut Vec<Input>) {
         if !event.readable {
             // Writable only: the next round writes.
             return;
@@ -461,4 +442,215 @@ fn flush(open: &mut Open) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The thread's poller: level-triggered readiness of its sockets, a
+/// deadline, and a notify for other threads. On Linux plain epoll, so that a
+/// wait costs one `epoll_pwait` (the `polling` crate re-arms its timerfd and
+/// its notifier around every wait: four more system calls), the eventfd
+/// read only when it was written, the timeout in milliseconds (rounded up:
+/// the core's deadlines are timeouts, early by nothing).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod sys {
+    use std::io;
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+    use std::time::Duration;
+
+    use rustix::event::{EventfdFlags, Timespec, epoll, eventfd};
+
+    /// The eventfd's key: socket keys are socket ids, far below.
+    const NOTIFY: u64 = u64::MAX;
+
+    /// A readiness report: the socket's key, whether it can be read (data,
+    /// EOF or an error: a read will tell which).
+    #[derive(Clone, Copy)]
+    pub(super) struct Ready {
+        pub(super) key: usize,
+        pub(super) readable: bool,
+    }
+
+    pub(super) struct Poller {
+        epoll: OwnedFd,
+        eventfd: OwnedFd,
+    }
+
+    /// The kernel's reports, kept by the waiting thread (not `Send`).
+    pub(super) type Buffer = Vec<epoll::Event>;
+
+    pub(super) fn buffer() -> Buffer {
+        Vec::with_capacity(64)
+    }
+
+    impl Poller {
+        pub(super) fn new() -> io::Result<Self> {
+            let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+            let eventfd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+            epoll::add(
+                &epoll,
+                &eventfd,
+                epoll::EventData::new_u64(NOTIFY),
+                epoll::EventFlags::IN,
+            )?;
+            Ok(Self { epoll, eventfd })
+        }
+
+        pub(super) fn add(&self, fd: BorrowedFd<'_>, key: usize) -> io::Result<()> {
+            Ok(epoll::add(
+                &self.epoll,
+                fd,
+                epoll::EventData::new_u64(key as u64),
+                epoll::EventFlags::IN | epoll::EventFlags::RDHUP,
+            )?)
+        }
+
+        pub(super) fn watch_write(
+            &self,
+            fd: BorrowedFd<'_>,
+            key: usize,
+            write: bool,
+        ) -> io::Result<()> {
+            let mut flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP;
+            if write {
+                flags |= epoll::EventFlags::OUT;
+            }
+            Ok(epoll::modify(
+                &self.epoll,
+                fd,
+                epoll::EventData::new_u64(key as u64),
+                flags,
+            )?)
+        }
+
+        pub(super) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+            Ok(epoll::delete(&self.epoll, fd)?)
+        }
+
+        pub(super) fn notify(&self) -> io::Result<()> {
+            match rustix::io::write(&self.eventfd, &1u64.to_ne_bytes()) {
+                // The counter is full: a wake-up is pending anyway.
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+
+        /// Waits for readiness, the timeout or a notify; `out` gets the
+        /// sockets' reports (none for a notify or the timeout).
+        pub(super) fn wait(
+            &self,
+            events: &mut Buffer,
+            out: &mut Vec<Ready>,
+            timeout: Option<Duration>,
+        ) -> io::Result<usize> {
+            let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
+            events.clear();
+            match epoll::wait(
+                &self.epoll,
+                rustix::buffer::spare_capacity(events),
+                timeout.as_ref(),
+            ) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            for event in events.iter() {
+                let key = event.data.u64();
+                if key == NOTIFY {
+                    let mut buf = [0; 8];
+                    let _ = rustix::io::read(self.eventfd.as_fd(), &mut buf);
+                    continue;
+                }
+                let flags = event.flags;
+                #[allow(clippy::cast_possible_truncation)]
+                out.push(Ready {
+                    key: key as usize,
+                    readable: flags.intersects(
+                        epoll::EventFlags::IN
+                            | epoll::EventFlags::RDHUP
+                            | epoll::EventFlags::HUP
+                            | epoll::EventFlags::ERR,
+                    ),
+                });
+            }
+            Ok(out.len())
+        }
+    }
+}
+
+/// The thread's poller elsewhere: the `polling` crate, level-triggered.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod sys {
+    use std::io;
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    use std::time::Duration;
+
+    use polling::{Event, Events, PollMode};
+
+    #[derive(Clone, Copy)]
+    pub(super) struct Ready {
+        pub(super) key: usize,
+        pub(super) readable: bool,
+    }
+
+    pub(super) struct Poller {
+        poller: polling::Poller,
+    }
+
+    pub(super) type Buffer = Events;
+
+    pub(super) fn buffer() -> Buffer {
+        Events::new()
+    }
+
+    impl Poller {
+        pub(super) fn new() -> io::Result<Self> {
+            Ok(Self {
+                poller: polling::Poller::new()?,
+            })
+        }
+
+        pub(super) fn add(&self, fd: BorrowedFd<'_>, key: usize) -> io::Result<()> {
+            // SAFETY: the driver deletes the fd from the poller before the
+            // socket is dropped (on close, and after EOF or an error).
+            unsafe {
+                self.poller
+                    .add_with_mode(fd.as_raw_fd(), Event::readable(key), PollMode::Level)
+            }
+        }
+
+        pub(super) fn watch_write(
+            &self,
+            fd: BorrowedFd<'_>,
+            key: usize,
+            write: bool,
+        ) -> io::Result<()> {
+            let interest = if write {
+                Event::all(key)
+            } else {
+                Event::readable(key)
+            };
+            self.poller.modify_with_mode(fd, interest, PollMode::Level)
+        }
+
+        pub(super) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+            self.poller.delete(fd)
+        }
+
+        pub(super) fn notify(&self) -> io::Result<()> {
+            self.poller.notify()
+        }
+
+        pub(super) fn wait(
+            &self,
+            events: &mut Buffer,
+            out: &mut Vec<Ready>,
+            timeout: Option<Duration>,
+        ) -> io::Result<usize> {
+            events.clear();
+            self.poller.wait(events, timeout)?;
+            out.extend(events.iter().map(|e| Ready {
+                key: e.key,
+                readable: e.readable,
+            }));
+            Ok(out.len())
+        }
+    }
 }
