@@ -222,14 +222,23 @@ impl ThreadDriver {
             if !self.notifier.pending.swap(false, Ordering::SeqCst) {
                 let timeout = deadline.map(|at| at.saturating_duration_since(StdInstant::now()));
                 if let Err(e) = self.notifier.poller.wait(&mut buffer, &mut events, timeout) {
-                    // Nothing this thread can do without its poller but
-                    // stop: requests then time out or wait, as with a
-                    // stalled network.
+                    // The wait only fails on a bad descriptor or buffer:
+                    // not expected. Keep the client alive, polling every
+                    // 10 ms (deadlines still fire), rather than end the
+                    // thread and leave every request waiting for good.
                     #[cfg(feature = "tracing")]
                     tracing::error!(error = %e, "redpoll driver poller failed");
                     let _ = e;
-                    self.notifier.sleeping.store(false, Ordering::SeqCst);
-                    return;
+                    let nap = std::time::Duration::from_millis(10);
+                    std::thread::sleep(timeout.map_or(nap, |t| t.min(nap)));
+                    // Without readiness reports, try every socket.
+                    events.extend(self.sockets.iter().filter_map(|(&id, s)| match s {
+                        Socket::Open(open) if open.registered => Some(Ready {
+                            key: key(id),
+                            readable: true,
+                        }),
+                        _ => None,
+                    }));
                 }
             }
             self.notifier.sleeping.store(false, Ordering::SeqCst);
