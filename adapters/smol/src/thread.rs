@@ -11,9 +11,12 @@
 //!
 //! 1. under the client's lock, carry out the core's effects, fire the
 //!    timer, hand events to their waiters, until nothing moves;
-//! 2. without the lock, finish connects and write what the sockets take;
-//! 3. sleep in the thread's own [`Poller`] until a socket is readable or
-//!    writable, the next deadline, or a caller's notify;
+//! 2. without the lock, call the waiters' wakers (a task woken under the
+//!    lock would only block on it), finish connects and write what the
+//!    sockets take;
+//! 3. sleep in the thread's own [`Poller`] (epoll on Linux and Android,
+//!    the `polling` crate on other unix targets) until a socket is
+//!    readable or writable, the next deadline, or a caller's notify;
 //! 4. read the ready sockets (once, unless the read filled the buffer),
 //!    handing the bytes to the core under the lock; back to 1.
 //!
