@@ -14,7 +14,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use async_io::{Async, Timer};
 use bytes::{Buf, Bytes};
@@ -24,10 +24,10 @@ use redpoll_core::{Address, Effect, Event, IoError, SocketId};
 use crate::shared::{Shared, State};
 
 /// A connect in progress.
-type Connecting = Pin<Box<dyn Future<Output = io::Result<Stream>> + Send>>;
+pub(crate) type Connecting = Pin<Box<dyn Future<Output = io::Result<Stream>> + Send>>;
 
 /// A connected transport socket: TLS, when on, is the core's business.
-enum Stream {
+pub(crate) enum Stream {
     Tcp(Async<TcpStream>),
     #[cfg(unix)]
     Unix(Async<UnixStream>),
@@ -59,6 +59,8 @@ pub struct Driver {
     sockets: HashMap<SocketId, Socket>,
     timer: Option<Timer>,
     buf: Box<[u8]>,
+    /// Wakers taken from the state, called after the lock is released.
+    woken: Vec<Waker>,
 }
 
 impl Driver {
@@ -68,11 +70,12 @@ impl Driver {
             sockets: HashMap::new(),
             timer: None,
             buf: vec![0; 64 * 1024].into_boxed_slice(),
+            woken: Vec::new(),
         }
     }
 }
 
-fn io_error(e: &io::Error) -> IoError {
+pub(crate) fn io_error(e: &io::Error) -> IoError {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => IoError::Refused,
         io::ErrorKind::ConnectionReset
@@ -87,7 +90,7 @@ fn io_error(e: &io::Error) -> IoError {
     }
 }
 
-fn connect(address: Address) -> Connecting {
+pub(crate) fn connect(address: Address) -> Connecting {
     Box::pin(async move {
         match address {
             Address::Tcp { host, port } => {
@@ -134,11 +137,16 @@ async fn blocking_resolve(host: String, port: u16) -> io::Result<Vec<std::net::S
         .unwrap_or_else(|_| Err(io::Error::other("resolver thread failed")))
 }
 
-/// Reads the socket without blocking until nothing is waiting, feeding
-/// the core; whether the socket is done (EOF or error reported).
-fn probe(stream: &Stream, buf: &mut [u8], state: &mut State, socket: SocketId) -> bool {
+/// Reads a socket (`read`, which must not block) until nothing is waiting,
+/// feeding the core; whether the socket is done (EOF or error reported).
+pub(crate) fn probe(
+    mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
+    buf: &mut [u8],
+    state: &mut State,
+    socket: SocketId,
+) -> bool {
     loop {
-        match stream.try_read(buf) {
+        match read(buf) {
             Ok(0) => {
                 state.core.handle_eof(state.now(), socket);
                 return true;
@@ -210,15 +218,23 @@ impl Future for Driver {
         }
         loop {
             let mut moved = this.carry_out_effects(&mut state);
-            moved |= state.deliver_events();
+            moved |= state.deliver_events_deferred();
             moved |= this.poll_sockets(&mut state, cx);
             moved |= this.poll_timer(&mut state, cx);
             if !moved {
                 break;
             }
         }
-        if state.shut_down && this.sockets.is_empty() {
+        let done = state.shut_down && this.sockets.is_empty();
+        if done {
             state.driver = None;
+        }
+        state.take_woken(&mut this.woken);
+        drop(state);
+        for waker in this.woken.drain(..) {
+            waker.wake();
+        }
+        if done {
             return Poll::Ready(());
         }
         Poll::Pending
@@ -253,7 +269,12 @@ impl Driver {
                     if let Some(Socket::Open { stream, done, .. }) = self.sockets.get_mut(&socket)
                         && !*done
                     {
-                        *done = probe(stream, &mut self.buf, &mut *state, socket);
+                        *done = probe(
+                            |buf| stream.try_read(buf),
+                            &mut self.buf,
+                            &mut *state,
+                            socket,
+                        );
                     }
                 }
             }
@@ -353,8 +374,19 @@ impl Driver {
 }
 
 impl State {
-    /// Hands every event to its waiter or subscriber.
+    /// Hands every event to its waiter or subscriber, and wakes them (under
+    /// the lock: for callers other than the drivers, which defer).
     pub(crate) fn deliver_events(&mut self) -> bool {
+        let moved = self.deliver_events_deferred();
+        for waker in self.woken.drain(..) {
+            waker.wake();
+        }
+        moved
+    }
+
+    /// Hands every event to its waiter or subscriber; their wakers are left
+    /// in `woken` for the caller to call once the lock is released.
+    pub(crate) fn deliver_events_deferred(&mut self) -> bool {
         let mut moved = false;
         while let Some(event) = self.core.poll_event() {
             moved = true;
@@ -367,5 +399,14 @@ impl State {
             }
         }
         moved
+    }
+}
+
+impl Driver {
+    /// The client's state, for a driver of another shape (`thread.rs`);
+    /// valid only before the driver was first polled.
+    #[cfg(unix)]
+    pub(crate) fn into_shared(self) -> Arc<Shared> {
+        self.shared
     }
 }

@@ -19,6 +19,8 @@
 mod driver;
 mod error;
 mod shared;
+#[cfg(unix)]
+mod thread;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -68,12 +70,7 @@ impl Client {
     /// When the operating system cannot start a thread.
     #[must_use]
     pub fn new(config: ClientConfig) -> Self {
-        let (client, driver) = Self::with_driver(config);
-        std::thread::Builder::new()
-            .name("redpoll-driver".into())
-            .spawn(move || async_io::block_on(driver))
-            .expect("start the redpoll driver thread");
-        client
+        Self::on_thread(Self::with_driver(config))
     }
 
     /// A client of a Redis Cluster ([`Builder::cluster`] builds one from
@@ -84,7 +81,15 @@ impl Client {
     /// When the operating system cannot start a thread.
     #[must_use]
     pub fn cluster(config: ClusterConfig) -> Self {
-        let (client, driver) = Self::cluster_with_driver(config);
+        Self::on_thread(Self::cluster_with_driver(config))
+    }
+
+    /// Runs the client's driver on a thread of its own: on unix the
+    /// thread's own poller (see `thread.rs`), elsewhere `block_on`.
+    fn on_thread((client, driver): (Self, Driver)) -> Self {
+        #[cfg(unix)]
+        thread::spawn(driver.into_shared()).expect("start the redpoll driver thread");
+        #[cfg(not(unix))]
         std::thread::Builder::new()
             .name("redpoll-driver".into())
             .spawn(move || async_io::block_on(driver))

@@ -65,6 +65,10 @@ pub(crate) struct State {
     pub(crate) status_seq: u64,
     pub(crate) last_status: Option<redpoll_core::Status>,
     pub(crate) status_waiters: Vec<Waker>,
+    /// Wakers due, left by [`State::deliver_events_deferred`] for the
+    /// driver to call once it has released the lock (a task woken under
+    /// the lock would only block on it). Empty whenever the lock is free.
+    pub(crate) woken: Vec<Waker>,
 }
 
 #[derive(Debug)]
@@ -86,6 +90,7 @@ impl Shared {
                 status_seq: 0,
                 last_status: None,
                 status_waiters: Vec::new(),
+                woken: Vec::new(),
             }),
         }
     }
@@ -110,6 +115,12 @@ impl State {
         self.origin + std::time::Duration::from_nanos(at.as_nanos())
     }
 
+    /// Hands the wakers due to `into` (empty, to keep the capacity of both),
+    /// for calling after the lock is released.
+    pub(crate) fn take_woken(&mut self, into: &mut Vec<Waker>) {
+        std::mem::swap(&mut self.woken, into);
+    }
+
     /// Lets the driver carry out what the core now wants.
     pub(crate) fn wake_driver(&self) {
         if let Some(driver) = &self.driver {
@@ -122,7 +133,7 @@ impl State {
         if let Some(waiter) = self.waiters.get_mut(&id) {
             waiter.result = Some(result);
             if let Some(waker) = waiter.waker.take() {
-                waker.wake();
+                self.woken.push(waker);
             }
         }
     }
@@ -132,9 +143,7 @@ impl State {
         tracing::debug!(?status, "status");
         self.status_seq += 1;
         self.last_status = Some(status);
-        for waker in self.status_waiters.drain(..) {
-            waker.wake();
-        }
+        self.woken.append(&mut self.status_waiters);
     }
 
     pub(crate) fn route_push(&mut self, frame: Frame) {
