@@ -55,6 +55,8 @@
 //! ```
 
 pub mod check;
+pub mod cluster;
+pub mod cluster_world;
 pub mod fault;
 pub mod model;
 pub mod net;
