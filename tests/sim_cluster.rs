@@ -117,3 +117,18 @@ fn replay() {
         }
     }
 }
+
+/// Seeds that found core bugs, replayed on every run:
+///
+/// - 779: a request waiting for a new owner's connection (stalled) was
+///   pulled back to the old owner by every refresh from a node whose view
+///   lagged, whose `MOVED` sent it back: 16 redirects in 150 ms, then
+///   `TooManyRedirects` (I3).
+#[test]
+fn regressions() {
+    for seed in [779] {
+        if let Err(failure) = cluster_world::run(seed) {
+            panic!("{failure}");
+        }
+    }
+}

@@ -1495,11 +1495,17 @@ impl ClusterClient {
                 let Some(m) = self.members.get(&member) else {
                     return false;
                 };
+                // A client still connecting is not down: a refresh from a
+                // node whose view lags must not pull its requests back to
+                // the old owner, whose `MOVED` sends them here again (each
+                // round trip a redirect, until the budget is spent). If
+                // the connection fails, the request is routed again then.
                 movable(p)
                     && !m.client.is_connected()
                     && (m.retiring
-                        || p.slot
-                            .is_none_or(|slot| self.topology.owner(slot) != Some(&m.key)))
+                        || (m.client.phase().is_none()
+                            && p.slot
+                                .is_none_or(|slot| self.topology.owner(slot) != Some(&m.key))))
             })
             .map(|(id, _)| *id)
             .collect();
