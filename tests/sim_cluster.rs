@@ -124,9 +124,13 @@ fn replay() {
 ///   pulled back to the old owner by every refresh from a node whose view
 ///   lagged, whose `MOVED` sent it back: 16 redirects in 150 ms, then
 ///   `TooManyRedirects` (I3).
+/// - 1991: a refresh sent to a node that then died waited out its whole
+///   deadline, held by the node's reconnecting client, so the topology
+///   stayed stale for seconds after two failovers and reads of the failed
+///   primaries' slots failed with connection errors (I3, recovery).
 #[test]
 fn regressions() {
-    for seed in [779] {
+    for seed in [779, 1991] {
         if let Err(failure) = cluster_world::run(seed) {
             panic!("{failure}");
         }

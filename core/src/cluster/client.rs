@@ -1049,6 +1049,16 @@ impl ClusterClient {
             Status::Disconnected { reason } => {
                 // The node may have left or failed over.
                 self.schedule.request();
+                // A refresh waiting on this node would wait out its whole
+                // deadline (the node's client holds it while it reconnects,
+                // to a node that may be gone for good): ask the next
+                // candidate now.
+                if self.refresh.as_ref().is_some_and(|r| r.member == h)
+                    && let Some(r) = self.refresh.take()
+                {
+                    self.abandon_refresh(&r);
+                    self.refresh_failed(now, Error::Connection(reason.clone()));
+                }
                 if self.members.get(&h).is_some_and(|m| m.retiring) {
                     self.reroute_member(now, h);
                     self.maybe_shut(now, h);
