@@ -901,6 +901,14 @@ impl ClusterClient {
             self.schedule.request();
         }
         let policy = self.config.redirects;
+        // Mutant for the simulation (scripts/mutants.sh): a redirect that
+        // races a refresh resolves to nothing, and the request is dropped
+        // (I3).
+        #[cfg(redpoll_mutant = "redirect_race_to_nothing")]
+        if redirect && self.refresh.is_some() {
+            let _ = self.forget(id);
+            return;
+        }
         let Some(p) = self.requests.get_mut(&id) else {
             return;
         };
@@ -1521,6 +1529,12 @@ impl ClusterClient {
             .collect();
         for id in stranded {
             self.withdraw(id);
+            // Mutant for the simulation (scripts/mutants.sh): a refresh
+            // that moved the node a request waits on drops the request
+            // (I3).
+            #[cfg(redpoll_mutant = "redirect_race_to_nothing")]
+            let _ = self.forget(id);
+            #[cfg(not(redpoll_mutant = "redirect_race_to_nothing"))]
             self.dispatch(now, id);
         }
     }
