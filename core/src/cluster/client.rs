@@ -933,6 +933,14 @@ impl ClusterClient {
             self.schedule.request();
         }
         let policy = self.config.redirects;
+        // Mutant for the simulation (scripts/mutants.sh): a redirect that
+        // races a refresh resolves to nothing, and the request is dropped
+        // (I3).
+        #[cfg(redpoll_mutant = "redirect_race_to_nothing")]
+        if redirect && self.refresh.is_some() {
+            let _ = self.forget(id);
+            return;
+        }
         let Some(p) = self.requests.get_mut(&id) else {
             return;
         };
@@ -1081,6 +1089,16 @@ impl ClusterClient {
             Status::Disconnected { reason } => {
                 // The node may have left or failed over.
                 self.schedule.request();
+                // A refresh waiting on this node would wait out its whole
+                // deadline (the node's client holds it while it reconnects,
+                // to a node that may be gone for good): ask the next
+                // candidate now.
+                if self.refresh.as_ref().is_some_and(|r| r.member == h)
+                    && let Some(r) = self.refresh.take()
+                {
+                    self.abandon_refresh(&r);
+                    self.refresh_failed(now, Error::Connection(reason.clone()));
+                }
                 if self.members.get(&h).is_some_and(|m| m.retiring) {
                     self.reroute_member(now, h);
                     self.maybe_shut(now, h);
@@ -1527,16 +1545,28 @@ impl ClusterClient {
                 let Some(m) = self.members.get(&member) else {
                     return false;
                 };
+                // A client still connecting is not down: a refresh from a
+                // node whose view lags must not pull its requests back to
+                // the old owner, whose `MOVED` sends them here again (each
+                // round trip a redirect, until the budget is spent). If
+                // the connection fails, the request is routed again then.
                 movable(p)
                     && !m.client.is_connected()
                     && (m.retiring
-                        || p.slot
-                            .is_none_or(|slot| self.topology.owner(slot) != Some(&m.key)))
+                        || (m.client.phase().is_none()
+                            && p.slot
+                                .is_none_or(|slot| self.topology.owner(slot) != Some(&m.key))))
             })
             .map(|(id, _)| *id)
             .collect();
         for id in stranded {
             self.withdraw(id);
+            // Mutant for the simulation (scripts/mutants.sh): a refresh
+            // that moved the node a request waits on drops the request
+            // (I3).
+            #[cfg(redpoll_mutant = "redirect_race_to_nothing")]
+            let _ = self.forget(id);
+            #[cfg(not(redpoll_mutant = "redirect_race_to_nothing"))]
             self.dispatch(now, id);
         }
     }

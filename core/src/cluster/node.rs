@@ -186,6 +186,15 @@ impl NodeKeys {
     /// [`InvalidHost`] when `host` is neither an IP address nor a plain DNS
     /// name (empty, spaces, a colon outside an IPv6 address, ...).
     pub fn key(&self, host: &str, port: u16) -> Result<NodeKey, InvalidHost> {
+        // Mutant for the simulation (scripts/mutants.sh): the key of a name
+        // is the raw host string, without canonical form or alias (I4).
+        #[cfg(redpoll_mutant = "raw_host_node_key")]
+        if let Host::Name(_) = parse_host(host)? {
+            return Ok(NodeKey {
+                host: Host::Name(host.into()),
+                port,
+            });
+        }
         let host = match parse_host(host)? {
             Host::Name(name) => self.resolve(name),
             ip => ip,

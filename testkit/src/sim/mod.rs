@@ -58,6 +58,8 @@
 //! ```
 
 pub mod check;
+pub mod cluster;
+pub mod cluster_world;
 pub mod fault;
 pub mod liveness;
 pub mod model;
