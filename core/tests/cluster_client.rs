@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use redpoll_core::cluster::{
-    ClusterClient, ClusterConfig, ClusterFailure, ClusterScan, NodeKey, NodeKeys, slot,
+    ClusterClient, ClusterConfig, ClusterFailure, ClusterScan, InFlight, NodeKey, NodeKeys, slot,
 };
 use redpoll_core::conn::ConnConfig;
 use redpoll_core::resp::Frame;
@@ -606,9 +606,17 @@ impl Net {
         assert!(self.after_close.is_empty(), "{:?}", self.after_close);
     }
 
+    /// Nothing is held for any request: every part, group, timer and
+    /// parked request ended with its request.
+    fn assert_idle(&self) {
+        assert_eq!(self.client.in_flight(), InFlight::default(), "a leak");
+        assert!(self.client.in_flight().is_idle());
+    }
+
     fn shutdown_and_check(&mut self) {
         self.client.shutdown(self.now);
         self.run();
+        self.assert_idle();
         self.check_accounting();
         for socket in self.connects.keys() {
             assert!(self.closes.contains_key(socket), "{socket} leaked");
@@ -1250,6 +1258,7 @@ fn a_cross_slot_mget_is_split_per_slot_and_reassembled_in_order() {
     }
     drop(sim);
     assert_eq!(response_ids(&net)[before..], [id], "one response");
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1303,6 +1312,7 @@ fn the_parts_follow_moved_and_ask_on_their_own() {
     drop(sim);
     let owner = net.client.topology().owner(moved).map(ToString::to_string);
     assert_eq!(owner.as_deref(), Some("127.0.0.1:7003"));
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1328,6 +1338,8 @@ fn a_part_whose_node_fails_fails_the_request_once() {
         2,
         "7001's parts were sent"
     );
+    // The outcome cancelled 7001's parts at once.
+    net.assert_idle();
     // 7001 answers late: its parts were cancelled, their replies dropped.
     net.paused.clear();
     net.run();
@@ -1340,6 +1352,7 @@ fn a_part_whose_node_fails_fails_the_request_once() {
     // The other nodes still serve.
     let other = net.send(&["GET", &keys[0]]);
     assert_eq!(net.reply(other), bulk(format!("v-{}", keys[0])));
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1353,6 +1366,7 @@ fn cancelling_a_split_request_cancels_its_parts() {
     let id = net.send(&mget(&keys));
     assert_eq!(net.sim.borrow().count(7001, "MGET"), 2, "sent, unanswered");
     net.client.cancel(id);
+    net.assert_idle();
     net.paused.clear();
     net.run();
     net.advance(Duration::from_secs(6));
@@ -1362,6 +1376,7 @@ fn cancelling_a_split_request_cancels_its_parts() {
     let next = net.send(&["GET", &keys[1]]);
     assert_eq!(net.reply(next), bulk(format!("v-{}", keys[1])));
     assert_eq!(net.client.pool_stats().open, 3);
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1406,6 +1421,7 @@ fn mset_del_exists_unlink_and_touch_across_slots() {
         net.response(id),
         Some(Err(Error::Cluster(ClusterFailure::CrossSlot(_))))
     ));
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1425,6 +1441,7 @@ fn a_part_answered_with_an_error_reply_is_the_reply() {
     };
     assert!(message.starts_with(b"WRONGTYPE"), "{message:?}");
     assert_eq!(response_ids(&net)[before..], [id]);
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1472,6 +1489,7 @@ fn flushall_dbsize_and_keys_go_to_every_primary() {
         .map(|&p| net.sim.borrow().count(p, "PING"))
         .sum();
     assert_eq!(pings, 1);
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1489,6 +1507,7 @@ fn script_load_must_agree_on_every_primary() {
     for port in PORTS {
         assert_eq!(net.sim.borrow().count(port, "SCRIPT"), 2, "{port}");
     }
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1518,6 +1537,7 @@ fn a_scan_walks_every_primary_with_its_own_cursor() {
     for port in PORTS {
         assert!(net.sim.borrow().count(port, "SCAN") >= 2, "{port}");
     }
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1537,6 +1557,7 @@ fn a_command_for_a_node_outside_the_topology_fails() {
     net.run();
     assert_eq!(net.reply(id), Frame::Integer(1));
     assert_eq!(net.sim.borrow().count(7001, "DBSIZE"), 1);
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1565,6 +1586,7 @@ fn a_command_for_every_primary_fails_once_when_one_is_down() {
     }
     net.advance(Duration::from_secs(5));
     assert_eq!(response_ids(&net)[before..], [id]);
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1580,6 +1602,7 @@ fn a_fan_out_waiting_for_a_topology_that_never_comes_fails_with_the_reason() {
         ))))
     );
     assert_eq!(response_ids(&net), [id]);
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
