@@ -14,6 +14,13 @@
 //!    command, no lost write, `ASK` and `MOVED` counted by the servers, and
 //!    still one connection per node. The client has no retries: a
 //!    redirect is not a failure.
+//! 3. **Commands over every slot and node**, on the settled cluster, with
+//!    keys of their own prefix: `MSET`/`MGET`/`EXISTS`/`DEL` across slots
+//!    (split per slot, reassembled in the caller's order), `DBSIZE` and
+//!    `KEYS` sent to every primary, [`Client::scan`] over every primary
+//!    (each key exactly once), and a second client built with
+//!    `read_from_replicas(true)` whose reads every replica serves
+//!    (counted by the replicas' `INFO commandstats`).
 
 use std::sync::Arc;
 use std::thread;
@@ -171,9 +178,125 @@ fn live_resharding(cluster: &Cluster, client: &Client) {
     assert_eq!(counts, Ok(()), "connections per node");
 }
 
+/// Keys of phase 3: spread over the slots (no hash tag), a prefix no
+/// other phase uses.
+fn phase3_keys() -> Vec<String> {
+    (0..500).map(|i| format!("std3:{i}")).collect()
+}
+
+fn dbsize(client: &Client) -> u64 {
+    client.run(cmd::dbsize()).unwrap()
+}
+
+/// Phase 3: split and fanned-out commands, a cluster `SCAN`, replica reads.
+fn commands_over_every_node(cluster: &Cluster, client: &Client) {
+    let keys = phase3_keys();
+    let mut expected = keys.clone();
+    expected.sort();
+    let before = dbsize(client);
+    client
+        .run(cmd::mset(
+            keys.iter().map(|k| (k.as_str(), format!("v-{k}"))),
+        ))
+        .unwrap();
+    assert_eq!(dbsize(client), before + 500, "DBSIZE sums every primary");
+    let mut found: Vec<String> = client
+        .run(cmd::keys("std3:*"))
+        .unwrap()
+        .into_iter()
+        .map(|key| String::from_utf8(key.to_vec()).unwrap())
+        .collect();
+    found.sort();
+    assert_eq!(found, expected, "KEYS over every primary");
+
+    let mut scanned: Vec<String> = client
+        .scan(cmd::scan_with(
+            0,
+            cmd::ScanOptions::new().match_("std3:*").count(100),
+        ))
+        .map(|key| String::from_utf8(key.unwrap().to_vec()).unwrap())
+        .collect();
+    scanned.sort();
+    assert_eq!(scanned, expected, "SCAN: every key exactly once");
+
+    // Missing keys and a duplicate, in the caller's order.
+    let mut asked: Vec<String> = keys.iter().step_by(3).cloned().collect();
+    asked.insert(5, "std3-missing:1".into());
+    asked.push(keys[0].clone());
+    let values = client.run(cmd::mget(&asked)).unwrap();
+    let values: Vec<Option<String>> = values
+        .into_iter()
+        .map(|v| v.map(|v| String::from_utf8(v.to_vec()).unwrap()))
+        .collect();
+    let want: Vec<Option<String>> = asked
+        .iter()
+        .map(|k| (!k.contains("missing")).then(|| format!("v-{k}")))
+        .collect();
+    assert_eq!(values, want, "MGET in the caller's order");
+    assert_eq!(client.run(cmd::exists(&asked)).unwrap(), 168);
+    assert_eq!(client.run(cmd::del(&keys[..100])).unwrap(), 100);
+    assert_eq!(client.run(cmd::exists(&keys)).unwrap(), 400);
+    assert_eq!(dbsize(client), before + 400);
+
+    reads_from_replicas(cluster, &keys[100..]);
+}
+
+/// The `GET` calls each replica has served.
+fn replica_gets(cluster: &Cluster) -> Vec<u64> {
+    cluster
+        .replicas()
+        .iter()
+        .map(|n| {
+            let stats = cluster.cmd_text(n.port, &["INFO", "commandstats"]).unwrap();
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+                .and_then(|rest| rest.split(',').next())
+                .map_or(0, |n| n.parse().unwrap())
+        })
+        .collect()
+}
+
+/// `keys` (values `v-{key}`) read through a client that reads from
+/// replicas: every replica serves some, and they converge to the
+/// primaries' values (replication is asynchronous: a read may lag).
+fn reads_from_replicas(cluster: &Cluster, keys: &[String]) {
+    let seed = format!("redis://127.0.0.1:{}", cluster.primaries()[0].port);
+    let client = Client::builder(&seed)
+        .unwrap()
+        .response_timeout(Some(Duration::from_secs(10)))
+        .cluster(&[])
+        .unwrap()
+        .read_from_replicas(true)
+        .build()
+        .unwrap();
+    let before = replica_gets(cluster);
+    for key in keys {
+        let want = format!("v-{key}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let value: Option<String> = client.run(cmd::get(key).returning()).unwrap();
+            if value.as_deref() == Some(want.as_str()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{key} never replicated");
+        }
+    }
+    let after = replica_gets(cluster);
+    assert_eq!(before.len(), 3, "a replica per primary");
+    for (b, a) in before.iter().zip(&after) {
+        assert!(a > b, "every replica served reads: {before:?} -> {after:?}");
+    }
+    let served: u64 = after.iter().sum::<u64>() - before.iter().sum::<u64>();
+    assert!(served >= keys.len() as u64, "{served}");
+}
+
 #[test]
 fn one_connection_per_node_then_live_resharding_and_failover_under_load() {
     let cluster = Cluster::start(ClusterOptions::new()).expect("a cluster");
     let client = node_identity(&cluster);
     live_resharding(&cluster, &client);
+    let started = Instant::now();
+    commands_over_every_node(&cluster, &client);
+    eprintln!("phase 3: {:?}", started.elapsed());
 }
