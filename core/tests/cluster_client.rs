@@ -40,6 +40,8 @@ struct SimNode {
     replica_of: Option<u16>,
     /// Announced with health `fail`.
     failed: bool,
+    /// The SHA-1s of the scripts it has.
+    scripts: BTreeSet<String>,
 }
 
 /// The shared state every simulated connection answers from.
@@ -61,6 +63,8 @@ struct Sim {
     bounce: bool,
     /// `SCRIPT LOAD` answers a different SHA on each node.
     scripts_disagree: bool,
+    /// This node refuses `CONFIG SET`.
+    config_refused: Option<u16>,
     /// Key commands on these keys answer `WRONGTYPE`.
     wrong_type: BTreeSet<Bytes>,
     /// Every command (handshake aside): port, connection number, arguments.
@@ -96,6 +100,7 @@ impl Sim {
                     member: port != 7003,
                     replica_of: None,
                     failed: false,
+                    scripts: BTreeSet::new(),
                 },
             );
         }
@@ -123,6 +128,7 @@ impl Sim {
                     member: false,
                     replica_of: Some(primary),
                     failed: false,
+                    scripts: BTreeSet::new(),
                 },
             );
         }
@@ -347,11 +353,30 @@ impl Sim {
                 let keys = self.nodes[&port].data.keys().cloned().map(Frame::Bulk);
                 Some(Answer::Reply(Frame::Array(keys.collect())))
             }
-            "SCRIPT" => Some(Answer::Reply(if self.scripts_disagree {
-                bulk(format!("sha-of-{port}"))
-            } else {
-                bulk("sha")
-            })),
+            "SCRIPT" if words[1].eq_ignore_ascii_case("EXISTS") => {
+                let scripts = &self.nodes[&port].scripts;
+                let flags = words[2..]
+                    .iter()
+                    .map(|sha| Frame::Integer(i64::from(scripts.contains(sha))));
+                Some(Answer::Reply(Frame::Array(flags.collect())))
+            }
+            "SCRIPT" => {
+                let sha = if self.scripts_disagree {
+                    format!("sha-of-{port}")
+                } else {
+                    "sha".to_string()
+                };
+                let node = self.nodes.get_mut(&port).expect("a node");
+                node.scripts.insert(sha.clone());
+                Some(Answer::Reply(bulk(sha)))
+            }
+            "CONFIG" => Some(match words[1].to_ascii_uppercase().as_str() {
+                "SET" if self.config_refused == Some(port) => {
+                    error("ERR CONFIG SET failed (possibly related to argument 'x')".into())
+                }
+                "SET" | "RESETSTAT" => Answer::Reply(simple("OK")),
+                _ => Answer::Reply(Frame::Array(vec![bulk(words[2].clone()), bulk("0")])),
+            }),
             "SCAN" => {
                 // The cursor is an index into the sorted keys; 3 a page.
                 let mut keys: Vec<Bytes> = self.nodes[&port].data.keys().cloned().collect();
@@ -1507,6 +1532,60 @@ fn script_load_must_agree_on_every_primary() {
     for port in PORTS {
         assert_eq!(net.sim.borrow().count(port, "SCRIPT"), 2, "{port}");
     }
+    net.assert_idle();
+    net.shutdown_and_check();
+}
+
+#[test]
+fn script_exists_says_1_only_where_every_primary_has_the_script() {
+    let mut net = warmed_up();
+    let id = net.send(&["SCRIPT", "LOAD", "return 1"]);
+    assert_eq!(net.reply(id), bulk("sha"));
+    // A script some primaries lack (one restarted since it was loaded):
+    // EVALSHA of it may reach one of those.
+    for port in [7000, 7001] {
+        let mut sim = net.sim.borrow_mut();
+        let node = sim.nodes.get_mut(&port).expect("a node");
+        node.scripts.insert("partial".into());
+    }
+    let id = net.send(&["SCRIPT", "EXISTS", "sha", "partial", "none", "sha"]);
+    let flags = [1, 0, 0, 1].map(Frame::Integer).to_vec();
+    assert_eq!(net.reply(id), Frame::Array(flags));
+    for port in PORTS {
+        assert_eq!(net.sim.borrow().count(port, "SCRIPT"), 2, "{port}");
+    }
+    net.assert_idle();
+    net.shutdown_and_check();
+}
+
+#[test]
+fn config_set_and_resetstat_go_to_every_primary() {
+    let mut net = warmed_up();
+    let id = net.send(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    assert_eq!(net.reply(id), ok());
+    let id = net.send(&["CONFIG", "RESETSTAT"]);
+    assert_eq!(net.reply(id), ok());
+    for port in PORTS {
+        assert_eq!(net.sim.borrow().count(port, "CONFIG"), 2, "{port}");
+    }
+    // CONFIG GET asks one primary.
+    let id = net.send(&["CONFIG", "GET", "maxmemory"]);
+    assert_eq!(
+        net.reply(id),
+        Frame::Array(vec![bulk("maxmemory"), bulk("0")])
+    );
+    let total: usize = PORTS
+        .iter()
+        .map(|&p| net.sim.borrow().count(p, "CONFIG"))
+        .sum();
+    assert_eq!(total, 7);
+    // One primary refusing is the reply: the setting is not everywhere.
+    net.sim.borrow_mut().config_refused = Some(7001);
+    let id = net.send(&["CONFIG", "SET", "x", "1"]);
+    let Frame::Error(message) = net.reply(id) else {
+        panic!("{:?}", net.response(id));
+    };
+    assert!(message.starts_with(b"ERR CONFIG SET failed"), "{message:?}");
     net.assert_idle();
     net.shutdown_and_check();
 }

@@ -6,8 +6,8 @@
 //! - **Which node** a request goes to: the owner of its slot
 //!   ([`command_slot`] over the encoded arguments, then [`route`]); a
 //!   keyless or unknown command goes to the primaries in turn, but for
-//!   those sent to every primary (`FLUSHALL`, `SCRIPT LOAD`, `DBSIZE`,
-//!   `KEYS`: the `split` module's table); `MGET`, `MSET`, `DEL`, `EXISTS`,
+//!   those sent to every primary (`FLUSHALL`, `SCRIPT LOAD`, `SCRIPT
+//!   EXISTS`, `CONFIG SET`, `DBSIZE`, `KEYS`: the `split` module's table); `MGET`, `MSET`, `DEL`, `EXISTS`,
 //!   `UNLINK` and `TOUCH` across slots are split per slot, any other
 //!   command whose keys are in different slots fails at once with
 //!   [`ClusterFailure::CrossSlot`]. The parts of a split or fanned-out
