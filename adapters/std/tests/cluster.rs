@@ -1,26 +1,29 @@
 //! redpoll-std against a real Redis Cluster on loopback (3 primaries with a
 //! replica each), in one test on one cluster (the suite's time budget),
-//! two phases with one client:
+//! three phases with one client:
 //!
 //! 1. **Node identity** (I4): seeds spelled `localhost`, `LOCALHOST`,
 //!    `localhost.`, `127.0.0.1` and `[::1]` while the cluster announces
 //!    `127.0.0.1`; after 10,000 commands over every slot (and blocking
 //!    ones, on dedicated connections), exactly one connection per primary
 //!    per pool slot in use (counted by the servers, by client name).
-//! 2. **Live resharding under load** ([`reshard::scenario`]): threads run
+//! 2. **Commands over every slot and node**, before the topology changes
+//!    (a fan-out asks the primaries the client knows, which may be stale
+//!    right after a failover), with keys of their own prefix:
+//!    `MSET`/`MGET`/`EXISTS`/`DEL` across slots (split per slot,
+//!    reassembled in the caller's order), `DBSIZE` and `KEYS` sent to
+//!    every primary, [`Client::scan`] over every primary (each key exactly
+//!    once), `SCRIPT EXISTS` true only where every primary has the
+//!    script, `CONFIG SET` and `CONFIG RESETSTAT` on every primary, and a
+//!    second client built with `read_from_replicas(true)` whose reads
+//!    every replica serves (counted by the replicas' `INFO commandstats`).
+//! 3. **Live resharding under load** ([`reshard::scenario`]): threads run
 //!    a bounded load of reads and writes, single- and multi-key, while
 //!    slots move (`SETSLOT` + `MIGRATE`, so `ASK` is really exercised) and
 //!    a primary fails over and back (`CLUSTER FAILOVER`): no failed
 //!    command, no lost write, `ASK` and `MOVED` counted by the servers, and
 //!    still one connection per node. The client has no retries: a
 //!    redirect is not a failure.
-//! 3. **Commands over every slot and node**, on the settled cluster, with
-//!    keys of their own prefix: `MSET`/`MGET`/`EXISTS`/`DEL` across slots
-//!    (split per slot, reassembled in the caller's order), `DBSIZE` and
-//!    `KEYS` sent to every primary, [`Client::scan`] over every primary
-//!    (each key exactly once), and a second client built with
-//!    `read_from_replicas(true)` whose reads every replica serves
-//!    (counted by the replicas' `INFO commandstats`).
 
 use std::sync::Arc;
 use std::thread;
@@ -126,7 +129,7 @@ fn node_identity(cluster: &Cluster) -> Client {
     client
 }
 
-/// Phase 2: the load, the topology changes, the checks.
+/// Phase 3: the load, the topology changes, the checks.
 fn live_resharding(cluster: &Cluster, client: &Client) {
     let started = Instant::now();
     let keys = KeySpace::new(1500, &reshard::hot_slots(cluster, 3), 24);
@@ -178,19 +181,19 @@ fn live_resharding(cluster: &Cluster, client: &Client) {
     assert_eq!(counts, Ok(()), "connections per node");
 }
 
-/// Keys of phase 3: spread over the slots (no hash tag), a prefix no
+/// Keys of phase 2: spread over the slots (no hash tag), a prefix no
 /// other phase uses.
-fn phase3_keys() -> Vec<String> {
-    (0..500).map(|i| format!("std3:{i}")).collect()
+fn phase2_keys() -> Vec<String> {
+    (0..500).map(|i| format!("std2:{i}")).collect()
 }
 
 fn dbsize(client: &Client) -> u64 {
     client.run(cmd::dbsize()).unwrap()
 }
 
-/// Phase 3: split and fanned-out commands, a cluster `SCAN`, replica reads.
+/// Phase 2: split and fanned-out commands, a cluster `SCAN`, replica reads.
 fn commands_over_every_node(cluster: &Cluster, client: &Client) {
-    let keys = phase3_keys();
+    let keys = phase2_keys();
     let mut expected = keys.clone();
     expected.sort();
     let before = dbsize(client);
@@ -201,7 +204,7 @@ fn commands_over_every_node(cluster: &Cluster, client: &Client) {
         .unwrap();
     assert_eq!(dbsize(client), before + 500, "DBSIZE sums every primary");
     let mut found: Vec<String> = client
-        .run(cmd::keys("std3:*"))
+        .run(cmd::keys("std2:*"))
         .unwrap()
         .into_iter()
         .map(|key| String::from_utf8(key.to_vec()).unwrap())
@@ -212,7 +215,7 @@ fn commands_over_every_node(cluster: &Cluster, client: &Client) {
     let mut scanned: Vec<String> = client
         .scan(cmd::scan_with(
             0,
-            cmd::ScanOptions::new().match_("std3:*").count(100),
+            cmd::ScanOptions::new().match_("std2:*").count(100),
         ))
         .map(|key| String::from_utf8(key.unwrap().to_vec()).unwrap())
         .collect();
@@ -221,7 +224,7 @@ fn commands_over_every_node(cluster: &Cluster, client: &Client) {
 
     // Missing keys and a duplicate, in the caller's order.
     let mut asked: Vec<String> = keys.iter().step_by(3).cloned().collect();
-    asked.insert(5, "std3-missing:1".into());
+    asked.insert(5, "std2-missing:1".into());
     asked.push(keys[0].clone());
     let values = client.run(cmd::mget(&asked)).unwrap();
     let values: Vec<Option<String>> = values
@@ -237,6 +240,42 @@ fn commands_over_every_node(cluster: &Cluster, client: &Client) {
     assert_eq!(client.run(cmd::del(&keys[..100])).unwrap(), 100);
     assert_eq!(client.run(cmd::exists(&keys)).unwrap(), 400);
     assert_eq!(dbsize(client), before + 400);
+
+    // A script exists only where every primary has it.
+    let sha = client.run(cmd::script_load("return 3")).unwrap();
+    let exists = |client: &Client| client.run(cmd::script_exists([&sha])).unwrap();
+    assert_eq!(exists(client), [true]);
+    let flushed = cluster.primaries()[1].port;
+    cluster.cmd(flushed, &["SCRIPT", "FLUSH"]).unwrap();
+    // Three times: a command sent to one primary would meet one that has
+    // it.
+    for _ in 0..3 {
+        assert_eq!(exists(client), [false], "flushed on {flushed} only");
+    }
+
+    // Every primary is configured, and its statistics reset.
+    client
+        .run(
+            cmd::Cmd::new("CONFIG")
+                .arg("SET")
+                .arg("slowlog-max-len")
+                .arg(129)
+                .returning::<()>(),
+        )
+        .unwrap();
+    client
+        .run(cmd::Cmd::new("CONFIG").arg("RESETSTAT").returning::<()>())
+        .unwrap();
+    for node in cluster.primaries() {
+        let config = cluster
+            .cmd(node.port, &["CONFIG", "GET", "slowlog-max-len"])
+            .unwrap();
+        assert!(format!("{config:?}").contains("b\"129\""), "{config:?}");
+        let stats = cluster
+            .cmd_text(node.port, &["INFO", "commandstats"])
+            .unwrap();
+        assert!(!stats.contains("cmdstat_mset"), "{}: {stats}", node.port);
+    }
 
     reads_from_replicas(cluster, &keys[100..]);
 }
@@ -261,6 +300,18 @@ fn replica_gets(cluster: &Cluster) -> Vec<u64> {
 /// replicas: every replica serves some, and they converge to the
 /// primaries' values (replication is asynchronous: a read may lag).
 fn reads_from_replicas(cluster: &Cluster, keys: &[String]) {
+    // A young cluster's `CLUSTER SHARDS` calls a replica `loading` until
+    // its replication offset has been gossiped, and the client skips such
+    // replicas (they may not have the data): wait until every primary
+    // says they are online.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.primaries().iter().any(|n| {
+        let shards = cluster.cmd(n.port, &["CLUSTER", "SHARDS"]).unwrap();
+        format!("{shards:?}").contains("b\"loading\"")
+    }) {
+        assert!(Instant::now() < deadline, "replicas still loading");
+        thread::sleep(Duration::from_millis(20));
+    }
     let seed = format!("redis://127.0.0.1:{}", cluster.primaries()[0].port);
     let client = Client::builder(&seed)
         .unwrap()
@@ -295,8 +346,8 @@ fn reads_from_replicas(cluster: &Cluster, keys: &[String]) {
 fn one_connection_per_node_then_live_resharding_and_failover_under_load() {
     let cluster = Cluster::start(ClusterOptions::new()).expect("a cluster");
     let client = node_identity(&cluster);
-    live_resharding(&cluster, &client);
     let started = Instant::now();
     commands_over_every_node(&cluster, &client);
-    eprintln!("phase 3: {:?}", started.elapsed());
+    eprintln!("phase 2: {:?}", started.elapsed());
+    live_resharding(&cluster, &client);
 }
