@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use redpoll_core::cluster::{
-    ClusterClient, ClusterConfig, ClusterFailure, ClusterScan, NodeKey, NodeKeys, slot,
+    ClusterClient, ClusterConfig, ClusterFailure, ClusterScan, InFlight, NodeKey, NodeKeys, slot,
 };
 use redpoll_core::conn::ConnConfig;
 use redpoll_core::resp::Frame;
@@ -40,6 +40,8 @@ struct SimNode {
     replica_of: Option<u16>,
     /// Announced with health `fail`.
     failed: bool,
+    /// The SHA-1s of the scripts it has.
+    scripts: BTreeSet<String>,
 }
 
 /// The shared state every simulated connection answers from.
@@ -61,6 +63,8 @@ struct Sim {
     bounce: bool,
     /// `SCRIPT LOAD` answers a different SHA on each node.
     scripts_disagree: bool,
+    /// This node refuses `CONFIG SET`.
+    config_refused: Option<u16>,
     /// Key commands on these keys answer `WRONGTYPE`.
     wrong_type: BTreeSet<Bytes>,
     /// Every command (handshake aside): port, connection number, arguments.
@@ -96,6 +100,7 @@ impl Sim {
                     member: port != 7003,
                     replica_of: None,
                     failed: false,
+                    scripts: BTreeSet::new(),
                 },
             );
         }
@@ -123,6 +128,7 @@ impl Sim {
                     member: false,
                     replica_of: Some(primary),
                     failed: false,
+                    scripts: BTreeSet::new(),
                 },
             );
         }
@@ -347,11 +353,30 @@ impl Sim {
                 let keys = self.nodes[&port].data.keys().cloned().map(Frame::Bulk);
                 Some(Answer::Reply(Frame::Array(keys.collect())))
             }
-            "SCRIPT" => Some(Answer::Reply(if self.scripts_disagree {
-                bulk(format!("sha-of-{port}"))
-            } else {
-                bulk("sha")
-            })),
+            "SCRIPT" if words[1].eq_ignore_ascii_case("EXISTS") => {
+                let scripts = &self.nodes[&port].scripts;
+                let flags = words[2..]
+                    .iter()
+                    .map(|sha| Frame::Integer(i64::from(scripts.contains(sha))));
+                Some(Answer::Reply(Frame::Array(flags.collect())))
+            }
+            "SCRIPT" => {
+                let sha = if self.scripts_disagree {
+                    format!("sha-of-{port}")
+                } else {
+                    "sha".to_string()
+                };
+                let node = self.nodes.get_mut(&port).expect("a node");
+                node.scripts.insert(sha.clone());
+                Some(Answer::Reply(bulk(sha)))
+            }
+            "CONFIG" => Some(match words[1].to_ascii_uppercase().as_str() {
+                "SET" if self.config_refused == Some(port) => {
+                    error("ERR CONFIG SET failed (possibly related to argument 'x')".into())
+                }
+                "SET" | "RESETSTAT" => Answer::Reply(simple("OK")),
+                _ => Answer::Reply(Frame::Array(vec![bulk(words[2].clone()), bulk("0")])),
+            }),
             "SCAN" => {
                 // The cursor is an index into the sorted keys; 3 a page.
                 let mut keys: Vec<Bytes> = self.nodes[&port].data.keys().cloned().collect();
@@ -606,9 +631,17 @@ impl Net {
         assert!(self.after_close.is_empty(), "{:?}", self.after_close);
     }
 
+    /// Nothing is held for any request: every part, group, timer and
+    /// parked request ended with its request.
+    fn assert_idle(&self) {
+        assert_eq!(self.client.in_flight(), InFlight::default(), "a leak");
+        assert!(self.client.in_flight().is_idle());
+    }
+
     fn shutdown_and_check(&mut self) {
         self.client.shutdown(self.now);
         self.run();
+        self.assert_idle();
         self.check_accounting();
         for socket in self.connects.keys() {
             assert!(self.closes.contains_key(socket), "{socket} leaked");
@@ -1250,6 +1283,7 @@ fn a_cross_slot_mget_is_split_per_slot_and_reassembled_in_order() {
     }
     drop(sim);
     assert_eq!(response_ids(&net)[before..], [id], "one response");
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1303,6 +1337,7 @@ fn the_parts_follow_moved_and_ask_on_their_own() {
     drop(sim);
     let owner = net.client.topology().owner(moved).map(ToString::to_string);
     assert_eq!(owner.as_deref(), Some("127.0.0.1:7003"));
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1328,6 +1363,8 @@ fn a_part_whose_node_fails_fails_the_request_once() {
         2,
         "7001's parts were sent"
     );
+    // The outcome cancelled 7001's parts at once.
+    net.assert_idle();
     // 7001 answers late: its parts were cancelled, their replies dropped.
     net.paused.clear();
     net.run();
@@ -1340,6 +1377,7 @@ fn a_part_whose_node_fails_fails_the_request_once() {
     // The other nodes still serve.
     let other = net.send(&["GET", &keys[0]]);
     assert_eq!(net.reply(other), bulk(format!("v-{}", keys[0])));
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1353,6 +1391,7 @@ fn cancelling_a_split_request_cancels_its_parts() {
     let id = net.send(&mget(&keys));
     assert_eq!(net.sim.borrow().count(7001, "MGET"), 2, "sent, unanswered");
     net.client.cancel(id);
+    net.assert_idle();
     net.paused.clear();
     net.run();
     net.advance(Duration::from_secs(6));
@@ -1362,6 +1401,7 @@ fn cancelling_a_split_request_cancels_its_parts() {
     let next = net.send(&["GET", &keys[1]]);
     assert_eq!(net.reply(next), bulk(format!("v-{}", keys[1])));
     assert_eq!(net.client.pool_stats().open, 3);
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1406,6 +1446,7 @@ fn mset_del_exists_unlink_and_touch_across_slots() {
         net.response(id),
         Some(Err(Error::Cluster(ClusterFailure::CrossSlot(_))))
     ));
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1425,6 +1466,7 @@ fn a_part_answered_with_an_error_reply_is_the_reply() {
     };
     assert!(message.starts_with(b"WRONGTYPE"), "{message:?}");
     assert_eq!(response_ids(&net)[before..], [id]);
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1472,6 +1514,7 @@ fn flushall_dbsize_and_keys_go_to_every_primary() {
         .map(|&p| net.sim.borrow().count(p, "PING"))
         .sum();
     assert_eq!(pings, 1);
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1489,6 +1532,61 @@ fn script_load_must_agree_on_every_primary() {
     for port in PORTS {
         assert_eq!(net.sim.borrow().count(port, "SCRIPT"), 2, "{port}");
     }
+    net.assert_idle();
+    net.shutdown_and_check();
+}
+
+#[test]
+fn script_exists_says_1_only_where_every_primary_has_the_script() {
+    let mut net = warmed_up();
+    let id = net.send(&["SCRIPT", "LOAD", "return 1"]);
+    assert_eq!(net.reply(id), bulk("sha"));
+    // A script some primaries lack (one restarted since it was loaded):
+    // EVALSHA of it may reach one of those.
+    for port in [7000, 7001] {
+        let mut sim = net.sim.borrow_mut();
+        let node = sim.nodes.get_mut(&port).expect("a node");
+        node.scripts.insert("partial".into());
+    }
+    let id = net.send(&["SCRIPT", "EXISTS", "sha", "partial", "none", "sha"]);
+    let flags = [1, 0, 0, 1].map(Frame::Integer).to_vec();
+    assert_eq!(net.reply(id), Frame::Array(flags));
+    for port in PORTS {
+        assert_eq!(net.sim.borrow().count(port, "SCRIPT"), 2, "{port}");
+    }
+    net.assert_idle();
+    net.shutdown_and_check();
+}
+
+#[test]
+fn config_set_and_resetstat_go_to_every_primary() {
+    let mut net = warmed_up();
+    let id = net.send(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    assert_eq!(net.reply(id), ok());
+    let id = net.send(&["CONFIG", "RESETSTAT"]);
+    assert_eq!(net.reply(id), ok());
+    for port in PORTS {
+        assert_eq!(net.sim.borrow().count(port, "CONFIG"), 2, "{port}");
+    }
+    // CONFIG GET asks one primary.
+    let id = net.send(&["CONFIG", "GET", "maxmemory"]);
+    assert_eq!(
+        net.reply(id),
+        Frame::Array(vec![bulk("maxmemory"), bulk("0")])
+    );
+    let total: usize = PORTS
+        .iter()
+        .map(|&p| net.sim.borrow().count(p, "CONFIG"))
+        .sum();
+    assert_eq!(total, 7);
+    // One primary refusing is the reply: the setting is not everywhere.
+    net.sim.borrow_mut().config_refused = Some(7001);
+    let id = net.send(&["CONFIG", "SET", "x", "1"]);
+    let Frame::Error(message) = net.reply(id) else {
+        panic!("{:?}", net.response(id));
+    };
+    assert!(message.starts_with(b"ERR CONFIG SET failed"), "{message:?}");
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1518,6 +1616,7 @@ fn a_scan_walks_every_primary_with_its_own_cursor() {
     for port in PORTS {
         assert!(net.sim.borrow().count(port, "SCAN") >= 2, "{port}");
     }
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1537,6 +1636,7 @@ fn a_command_for_a_node_outside_the_topology_fails() {
     net.run();
     assert_eq!(net.reply(id), Frame::Integer(1));
     assert_eq!(net.sim.borrow().count(7001, "DBSIZE"), 1);
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1565,6 +1665,7 @@ fn a_command_for_every_primary_fails_once_when_one_is_down() {
     }
     net.advance(Duration::from_secs(5));
     assert_eq!(response_ids(&net)[before..], [id]);
+    net.assert_idle();
     net.shutdown_and_check();
 }
 
@@ -1580,6 +1681,7 @@ fn a_fan_out_waiting_for_a_topology_that_never_comes_fails_with_the_reason() {
         ))))
     );
     assert_eq!(response_ids(&net), [id]);
+    net.assert_idle();
     net.shutdown_and_check();
 }
 

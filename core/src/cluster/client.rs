@@ -6,8 +6,8 @@
 //! - **Which node** a request goes to: the owner of its slot
 //!   ([`command_slot`] over the encoded arguments, then [`route`]); a
 //!   keyless or unknown command goes to the primaries in turn, but for
-//!   those sent to every primary (`FLUSHALL`, `SCRIPT LOAD`, `DBSIZE`,
-//!   `KEYS`: the `split` module's table); `MGET`, `MSET`, `DEL`, `EXISTS`,
+//!   those sent to every primary (`FLUSHALL`, `SCRIPT LOAD`, `SCRIPT
+//!   EXISTS`, `CONFIG SET`, `DBSIZE`, `KEYS`: the `split` module's table); `MGET`, `MSET`, `DEL`, `EXISTS`,
 //!   `UNLINK` and `TOUCH` across slots are split per slot, any other
 //!   command whose keys are in different slots fails at once with
 //!   [`ClusterFailure::CrossSlot`]. The parts of a split or fanned-out
@@ -56,7 +56,10 @@
 //! - **I1, kept through the translation**: every inner `Connect` gets an
 //!   outer socket id and every inner `Close` is passed on, including those
 //!   of retired clients, which are kept until they have nothing left to
-//!   say. Each request completes exactly once.
+//!   say. Each request completes exactly once, and leaves nothing behind:
+//!   [`ClusterClient::in_flight`] counts every table that holds a request
+//!   (requests, groups and their parts, parked requests, timers, inner
+//!   requests), all zero once every request has ended.
 //! - **A redirect is not a failure**: `MOVED`/`ASK` are counted against
 //!   [`RedirectPolicy::max_redirects`] only, and each hop is a fresh send
 //!   on the target node's client, with the retry budget of the
@@ -144,6 +147,42 @@ impl ClusterConfig {
             refresh_min_interval: Duration::from_millis(100),
             read_from_replicas: false,
         }
+    }
+}
+
+/// The bookkeeping of a [`ClusterClient`] for requests not yet answered
+/// ([`ClusterClient::in_flight`]). Each field counts entries of one table;
+/// a request answered or cancelled leaves none behind, so every field is
+/// zero when no request is under way ([`is_idle`](Self::is_idle)). A
+/// topology refresh in flight is not counted: it belongs to no request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InFlight {
+    /// Requests not answered yet: the application's, and the parts of
+    /// split and fanned-out ones (each its own request).
+    pub requests: usize,
+    /// Requests made of parts ([`send`](ClusterClient::send) of a
+    /// cross-slot `MGET`, a `DBSIZE` sent to every primary, ...) whose
+    /// outcome is not decided yet.
+    pub groups: usize,
+    /// Parts not ended yet (replied, failed or cancelled).
+    pub parts: usize,
+    /// Requests parked until the next topology refresh.
+    pub after_refresh: usize,
+    /// Requests waiting for a timer (`TRYAGAIN`, `CLUSTERDOWN`, ...)
+    /// before they are routed again.
+    pub backoffs: usize,
+    /// Requests' response deadlines still armed.
+    pub deadlines: usize,
+    /// Requests on nodes' clients (commands and their `ASKING`).
+    pub inner: usize,
+}
+
+impl InFlight {
+    /// Whether nothing is held for any request.
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        *self == Self::default()
     }
 }
 
@@ -687,6 +726,27 @@ impl ClusterClient {
         &self.topology
     }
 
+    /// What the machine holds for requests not yet answered (see
+    /// [`InFlight`]): all zero once every request has been answered or
+    /// cancelled, so a test can check that nothing leaked.
+    #[must_use]
+    pub fn in_flight(&self) -> InFlight {
+        let (groups, parts) = self.groups.len();
+        InFlight {
+            requests: self.requests.len(),
+            groups,
+            parts,
+            after_refresh: self.after_refresh.len(),
+            backoffs: self.backoffs.len(),
+            deadlines: self.deadlines.len(),
+            inner: self
+                .purposes
+                .values()
+                .filter(|p| matches!(p, Purpose::Request(_) | Purpose::Asking))
+                .count(),
+        }
+    }
+
     // ---- internals: plumbing ---------------------------------------------
 
     const fn next_id(&mut self) -> RequestId {
@@ -840,10 +900,14 @@ impl ClusterClient {
         if let Some(at) = p.deadline {
             self.deadlines.remove(&(at, id));
         }
-        if let State::Backoff(at) = p.state {
-            self.backoffs.remove(&(at, id));
+        match p.state {
+            State::Backoff(at) => {
+                self.backoffs.remove(&(at, id));
+            }
+            // Exact, so that `in_flight` can tell a leak from a stale id.
+            State::AfterRefresh => self.after_refresh.retain(|&r| r != id),
+            State::New | State::Sent { .. } => {}
         }
-        // A parked id left in `after_refresh` is skipped when drained.
         Some(p)
     }
 
@@ -1001,7 +1065,9 @@ impl ClusterClient {
     }
 
     fn park_for_refresh(&mut self, id: RequestId) {
-        if let Some(p) = self.requests.get_mut(&id) {
+        if let Some(p) = self.requests.get_mut(&id)
+            && p.state != State::AfterRefresh
+        {
             p.state = State::AfterRefresh;
             self.after_refresh.push_back(id);
         }

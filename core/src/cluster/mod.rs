@@ -49,7 +49,7 @@ mod slot;
 mod split;
 mod topology;
 
-pub use client::{ClusterClient, ClusterConfig};
+pub use client::{ClusterClient, ClusterConfig, InFlight};
 pub use keys::{Args, CrossSlot, KeyPositions, Keys, args, command_slot, keys, route_slot};
 pub use node::{InvalidHost, Learnt, NodeKey, NodeKeys};
 pub use redirect::{

@@ -14,8 +14,10 @@
 //! - **Which keyless commands go to every primary** ([`fan_out`]):
 //!   `FLUSHALL`, `FLUSHDB`, `SCRIPT LOAD`/`FLUSH`, `FUNCTION
 //!   LOAD`/`FLUSH`/`DELETE`/`RESTORE` (the nodes' replies must agree),
-//!   `DBSIZE` (summed), `KEYS` (concatenated). Other keyless commands go
-//!   to one primary.
+//!   `CONFIG SET`/`RESETSTAT` (every node must say `OK`), `DBSIZE`
+//!   (summed), `KEYS` (concatenated), `SCRIPT EXISTS` (a script exists
+//!   only if every primary has it: `EVALSHA` may go to any of them).
+//!   Other keyless commands go to one primary.
 //! - **How the parts' replies merge** ([`Merge`], [`Gather`]).
 //!
 //! # Invariants
@@ -45,7 +47,7 @@ use crate::resp::{Frame, encode_command};
 pub(crate) enum Merge {
     /// `MGET`: the parts' arrays, back in the caller's key order.
     InOrder,
-    /// `MSET`: `OK` once every part said `OK`.
+    /// `MSET`, `CONFIG SET`: `OK` once every part said `OK`.
     AllOk,
     /// `DEL`, `EXISTS`, `UNLINK`, `TOUCH`, `DBSIZE`: the integers summed.
     Sum,
@@ -53,6 +55,9 @@ pub(crate) enum Merge {
     Agree,
     /// `KEYS`: the arrays concatenated.
     Concat,
+    /// `SCRIPT EXISTS`: the arrays of 0/1, element by element, 1 only
+    /// where every part said 1.
+    All,
 }
 
 /// A cross-slot command, split per slot.
@@ -82,6 +87,7 @@ type Names = &'static [&'static [u8]];
 /// The keyless commands sent to every primary: name, the subcommands
 /// concerned (empty: all), merge.
 const FAN_OUT: &[(&[u8], Names, Merge)] = &[
+    (b"CONFIG", &[b"RESETSTAT", b"SET"], Merge::AllOk),
     (b"DBSIZE", &[], Merge::Sum),
     (b"FLUSHALL", &[], Merge::Agree),
     (b"FLUSHDB", &[], Merge::Agree),
@@ -92,6 +98,7 @@ const FAN_OUT: &[(&[u8], Names, Merge)] = &[
     ),
     (b"KEYS", &[], Merge::Concat),
     (b"SCRIPT", &[b"FLUSH", b"LOAD"], Merge::Agree),
+    (b"SCRIPT", &[b"EXISTS"], Merge::All),
 ];
 
 /// The split of a command whose keys are in different slots: `None` when
@@ -139,17 +146,15 @@ pub(crate) fn split(mut args: Args<'_>) -> Option<Split> {
 /// `None` for a command that goes to one node.
 pub(crate) fn fan_out(mut args: Args<'_>) -> Option<Merge> {
     let name = args.next()?;
-    let &(_, subcommands, merge) = FAN_OUT
+    let sub = args.next();
+    FAN_OUT
         .iter()
-        .find(|(n, ..)| n.eq_ignore_ascii_case(name))?;
-    if subcommands.is_empty() {
-        return Some(merge);
-    }
-    let sub = args.next()?;
-    subcommands
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(sub))
-        .then_some(merge)
+        .filter(|(n, ..)| n.eq_ignore_ascii_case(name))
+        .find_map(|&(_, subcommands, merge)| {
+            let concerned = subcommands.is_empty()
+                || sub.is_some_and(|sub| subcommands.iter().any(|s| s.eq_ignore_ascii_case(sub)));
+            concerned.then_some(merge)
+        })
 }
 
 /// Collects the replies of a request's parts.
@@ -259,6 +264,36 @@ fn merge(merge: Merge, order: &[Vec<usize>], replies: Vec<Frame>) -> Result<Fram
             }
             Ok(Frame::Array(all))
         }
+        Merge::All => {
+            let mut all: Option<Vec<bool>> = None;
+            for reply in replies {
+                let flags = items(reply)
+                    .ok_or(bad)?
+                    .iter()
+                    .map(|f| match f.without_attributes() {
+                        Frame::Integer(0) | Frame::Boolean(false) => Some(false),
+                        Frame::Integer(1) | Frame::Boolean(true) => Some(true),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<bool>>>()
+                    .ok_or(bad)?;
+                match &mut all {
+                    None => all = Some(flags),
+                    Some(all) if all.len() == flags.len() => {
+                        for (a, f) in all.iter_mut().zip(flags) {
+                            *a &= f;
+                        }
+                    }
+                    Some(_) => return Err(bad),
+                }
+            }
+            let all = all.ok_or(bad)?;
+            Ok(Frame::Array(
+                all.into_iter()
+                    .map(|a| Frame::Integer(i64::from(a)))
+                    .collect(),
+            ))
+        }
     }
 }
 
@@ -331,7 +366,11 @@ mod tests {
         assert_eq!(merge(&["flushall"]), Some(Merge::Agree));
         assert_eq!(merge(&["FLUSHDB", "ASYNC"]), Some(Merge::Agree));
         assert_eq!(merge(&["script", "load", "return 1"]), Some(Merge::Agree));
-        assert_eq!(merge(&["SCRIPT", "EXISTS", "abc"]), None);
+        assert_eq!(merge(&["SCRIPT", "EXISTS", "abc"]), Some(Merge::All));
+        assert_eq!(merge(&["script", "flush"]), Some(Merge::Agree));
+        assert_eq!(merge(&["CONFIG", "SET", "a", "b"]), Some(Merge::AllOk));
+        assert_eq!(merge(&["config", "resetstat"]), Some(Merge::AllOk));
+        assert_eq!(merge(&["CONFIG", "GET", "a"]), None);
         assert_eq!(merge(&["FUNCTION", "LOAD", "code"]), Some(Merge::Agree));
         assert_eq!(merge(&["FUNCTION", "LIST"]), None);
         assert_eq!(merge(&["DBSIZE"]), Some(Merge::Sum));
@@ -419,6 +458,32 @@ mod tests {
             panic!("done");
         };
         assert_eq!(result, Err(Error::Cluster(ClusterFailure::Disagreement)));
+    }
+
+    #[test]
+    fn script_exists_is_one_only_where_every_primary_has_the_script() {
+        let flags = |f: &[i64]| Frame::Array(f.iter().map(|&n| Frame::Integer(n)).collect());
+        let mut gather = Gather::new(Merge::All, 3, Vec::new());
+        let _ = gather.add(0, Ok(flags(&[1, 1, 0])));
+        let resp3 = Frame::Array(vec![
+            Frame::Boolean(true),
+            Frame::Boolean(false),
+            Frame::Boolean(false),
+        ]);
+        let _ = gather.add(1, Ok(resp3));
+        let Gathered::Done(result) = gather.add(2, Ok(flags(&[1, 1, 1]))) else {
+            panic!("done");
+        };
+        assert_eq!(result, Ok(flags(&[1, 0, 0])));
+        // Arrays of different lengths, or not 0/1: the shape is wrong.
+        for odd in [flags(&[1]), flags(&[1, 2]), bulk("1")] {
+            let mut gather = Gather::new(Merge::All, 2, Vec::new());
+            let _ = gather.add(0, Ok(flags(&[1, 1])));
+            let Gathered::Done(result) = gather.add(1, Ok(odd)) else {
+                panic!("done");
+            };
+            assert_eq!(result, Err(Error::Cluster(ClusterFailure::BadPartReply)));
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! [`Gather`], when every part has replied or as soon as one failed; the
 //! other parts are then cancelled, so each part ends exactly once (replied,
 //! failed or cancelled) and none outlives its parent. Cancelling the
-//! parent cancels the parts.
+//! parent cancels the parts. A group or part left behind shows in
+//! [`ClusterClient::in_flight`].
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -38,6 +39,13 @@ pub(super) struct Groups {
 struct Group {
     parts: Vec<RequestId>,
     gather: Gather,
+}
+
+impl Groups {
+    /// The groups, and the parts not ended yet.
+    pub(super) fn len(&self) -> (usize, usize) {
+        (self.groups.len(), self.part_of.len())
+    }
 }
 
 impl ClusterClient {
