@@ -4,6 +4,7 @@
 //! ```text
 //! redis://[[username]:password@]host[:port][/db][?option=value&...]
 //! rediss://...                              the same over TLS
+//! redis://host1:port1,host2:port2,...[/db]  a cluster's seed nodes
 //! unix:///path/to/redis.sock[?db=N&...]     a Unix domain socket (also unix:/path)
 //! redis+unix:///path/to/redis.sock[?...]
 //! valkey://, valkeys://, valkey+unix://     aliases
@@ -58,8 +59,13 @@
 //! are allowed (`1.5`, `0.25s`), zero is not. Booleans are `true`/`false`,
 //! `yes`/`no`, `on`/`off` or `1`/`0`.
 //!
-//! Not yet: cluster seed lists (several hosts in one URL); they come with the
-//! cluster machine.
+//! A cluster URL lists its seed nodes, separated by commas, where a single
+//! server's URL has its host: `redis://10.0.0.1:7000,10.0.0.2:7000` or
+//! `rediss://user:pw@[::1]:7000,localhost:7001`. The first is
+//! [`UrlConfig::address`], the others [`UrlConfig::more_seeds`]; every
+//! other part of the URL (credentials, TLS, options) applies to every node.
+//! The adapters' builders make a cluster client of a URL with more than one
+//! seed (a one-seed cluster client is asked for explicitly).
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -84,6 +90,9 @@ pub struct UrlConfig {
     /// Where the server is: host (IPv6 without brackets) and port, or a Unix
     /// socket path.
     pub address: Address,
+    /// A cluster URL's other seed nodes (`redis://h1:p1,h2:p2`), in the
+    /// order written; empty for a URL with one host.
+    pub more_seeds: Vec<Address>,
     /// `rediss://` or `valkeys://`: the adapter must set up TLS.
     pub tls: bool,
     /// `insecure=true`: the adapter must skip certificate verification.
@@ -305,8 +314,13 @@ pub fn parse(url: &str) -> Result<UrlConfig, UrlError> {
     let mut parser = Parser::default();
     let mut config = match kind {
         Kind::Tcp { tls } => {
-            let (host, port) = parse_host_port(hostport)?;
+            let mut hosts = hostport.split(',');
+            let (host, port) = parse_host_port(hosts.next().unwrap_or_default())?;
             let mut config = UrlConfig::new(Address::Tcp { host, port });
+            for seed in hosts {
+                let (host, port) = parse_host_port(seed)?;
+                config.more_seeds.push(Address::Tcp { host, port });
+            }
             config.tls = tls;
             if path.len() > 1 {
                 let db = parse_database(&path[1..])?;
@@ -350,6 +364,20 @@ pub fn parse(url: &str) -> Result<UrlConfig, UrlError> {
     Ok(config)
 }
 
+/// The seed list of a cluster URL (its first host, then the others, in the
+/// order written); `None` for a URL with one host, which names a single
+/// server.
+#[must_use]
+pub fn cluster_seeds(url: &UrlConfig) -> Option<Vec<Address>> {
+    if url.more_seeds.is_empty() {
+        return None;
+    }
+    let mut seeds = Vec::with_capacity(1 + url.more_seeds.len());
+    seeds.push(url.address.clone());
+    seeds.extend(url.more_seeds.iter().cloned());
+    Some(seeds)
+}
+
 impl FromStr for UrlConfig {
     type Err = UrlError;
 
@@ -365,6 +393,7 @@ impl UrlConfig {
     pub const fn new(address: Address) -> Self {
         Self {
             address,
+            more_seeds: Vec::new(),
             tls: false,
             insecure: false,
             server_name: None,
@@ -451,10 +480,24 @@ impl fmt::Display for UrlConfig {
         }
         let mut query = Query(false);
         match &self.address {
-            Address::Tcp { host, port } if host.contains(':') => {
-                write!(f, "[{host}]:{port}/{}", self.database)?;
+            Address::Tcp { .. } => {
+                for (i, seed) in core::iter::once(&self.address)
+                    .chain(&self.more_seeds)
+                    .enumerate()
+                {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    match seed {
+                        Address::Tcp { host, port } if host.contains(':') => {
+                            write!(f, "[{host}]:{port}")?;
+                        }
+                        Address::Tcp { host, port } => write!(f, "{host}:{port}")?,
+                        Address::Unix(path) => write!(f, "{}", Encoded(path, true))?,
+                    }
+                }
+                write!(f, "/{}", self.database)?;
             }
-            Address::Tcp { host, port } => write!(f, "{host}:{port}/{}", self.database)?,
             Address::Unix(path) => {
                 write!(f, "{}", Encoded(path, true))?;
                 if self.database != 0 {
@@ -492,6 +535,7 @@ impl fmt::Debug for UrlConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UrlConfig")
             .field("address", &self.address)
+            .field("more_seeds", &self.more_seeds)
             .field("tls", &self.tls)
             .field("insecure", &self.insecure)
             .field("server_name", &self.server_name)
@@ -875,6 +919,13 @@ mod tests {
         }
     }
 
+    fn seeds(first: UrlConfig, more: &[(&str, u16)]) -> UrlConfig {
+        UrlConfig {
+            more_seeds: more.iter().map(|&(h, p)| Address::tcp(h, p)).collect(),
+            ..first
+        }
+    }
+
     fn s(value: &str) -> Option<String> {
         Some(value.to_string())
     }
@@ -900,6 +951,10 @@ mod tests {
             ("redis://[::1]:6380", tcp("::1", 6380)),
             ("redis://[2001:DB8::1]:7000/1", UrlConfig { database: 1, ..tcp("2001:DB8::1", 7000) }),
             ("redis://[::ffff:127.0.0.1]", tcp("::ffff:127.0.0.1", 6379)),
+            // Cluster seed lists: every host as written, one port each.
+            ("redis://h1:7000,h2:7001", seeds(tcp("h1", 7000), &[("h2", 7001)])),
+            ("redis://LOCALHOST:7000,[::1]:7001,127.0.0.1", seeds(tcp("LOCALHOST", 7000), &[("::1", 7001), ("127.0.0.1", 6379)])),
+            ("rediss://u:pw@[::1]:7000,localhost:7001/2?name=app", UrlConfig { username: s("u"), password: s("pw"), database: 2, client_name: s("app"), ..seeds(tls("::1", 7000), &[("localhost", 7001)]) }),
             // Schemes, case-insensitive, and aliases.
             ("REDIS://host", tcp("host", 6379)),
             ("valkey://host", tcp("host", 6379)),
@@ -1025,6 +1080,11 @@ mod tests {
             ("redis://user:pw@:6379/0", E::MissingHost),
             ("redis:///0", E::MissingHost),
             ("redis://?db=1", E::MissingHost),
+            ("redis://h1:7000,", E::MissingHost),
+            ("redis://h1,,h2", E::MissingHost),
+            ("redis://,h2", E::MissingHost),
+            ("redis://h1,::1", host("::1")),
+            ("redis://h1,h2:0", E::BadPort("0".into())),
             ("redis://::1", host("::1")),
             ("redis://fe80::1:6379", host("fe80::1:6379")),
             ("redis://host:6379:1", host("host:6379:1")),

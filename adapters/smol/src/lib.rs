@@ -753,7 +753,9 @@ pub struct Builder {
 
 impl Builder {
     /// Starts from a URL: `redis://[user:pass@]host[:port][/db][?options]`,
-    /// `rediss://...` for TLS, `unix:///path/to/socket`.
+    /// `rediss://...` for TLS, `unix:///path/to/socket`; a URL with several
+    /// hosts (`redis://h1:7000,h2:7001`) makes a cluster client seeded with
+    /// them.
     ///
     /// # Errors
     ///
@@ -769,7 +771,7 @@ impl Builder {
         }
         Ok(Self {
             config: url.client_config(),
-            seeds: None,
+            seeds: redpoll_core::url::cluster_seeds(&url),
             read_from_replicas: false,
             #[cfg(feature = "tls")]
             tls: url.tls_builder(),
@@ -912,7 +914,10 @@ impl Builder {
     ///
     /// [`Error::Url`] for an invalid seed URL.
     pub fn cluster(mut self, more: &[&str]) -> Result<Self, Error> {
-        let mut seeds = vec![self.config.conn.address.clone()];
+        let mut seeds = self
+            .seeds
+            .take()
+            .unwrap_or_else(|| vec![self.config.conn.address.clone()]);
         for url in more {
             seeds.push(redpoll_core::url::parse(url)?.address);
         }

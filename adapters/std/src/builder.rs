@@ -35,7 +35,8 @@ pub struct Builder {
 
 impl Builder {
     /// Starts from a URL (`redis://`, `rediss://`, `unix://`, ...; see
-    /// [`redpoll_core::url`]).
+    /// [`redpoll_core::url`]); a URL with several hosts
+    /// (`redis://h1:7000,h2:7001`) makes a cluster client seeded with them.
     ///
     /// # Errors
     ///
@@ -45,6 +46,7 @@ impl Builder {
         let url = redpoll_core::url::parse(url)?;
         #[allow(unused_mut)]
         let mut builder = Self::from_config(url.client_config());
+        builder.seeds = redpoll_core::url::cluster_seeds(&url);
         #[cfg(feature = "tls")]
         {
             builder.tls = url.tls_builder().map(|tls| (tls, url.insecure));
@@ -211,7 +213,10 @@ impl Builder {
     ///
     /// [`Error::Url`] for an invalid seed URL.
     pub fn cluster(mut self, more: &[&str]) -> Result<Self, Error> {
-        let mut seeds = vec![self.config.conn.address.clone()];
+        let mut seeds = self
+            .seeds
+            .take()
+            .unwrap_or_else(|| vec![self.config.conn.address.clone()]);
         for url in more {
             seeds.push(redpoll_core::url::parse(url)?.address);
         }

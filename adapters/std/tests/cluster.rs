@@ -73,22 +73,21 @@ fn spread_key(i: u32) -> String {
 /// Phase 1: seeds in any spelling, one connection per node.
 fn node_identity(cluster: &Cluster) -> Client {
     let ports: Vec<u16> = cluster.primaries().iter().map(|n| n.port).collect();
-    // The cluster announces 127.0.0.1; the seeds say otherwise.
-    let first = format!("redis://localhost:{}?name={NAME}", ports[0]);
-    let mut more = vec![
-        format!("redis://LOCALHOST:{}", ports[1]),
-        format!("redis://127.0.0.1:{}", ports[2]),
-        format!("redis://localhost.:{}", ports[0]),
+    // The cluster announces 127.0.0.1; the seeds say otherwise. One URL
+    // lists them all: with several hosts it makes a cluster client.
+    let mut seeds = vec![
+        format!("localhost:{}", ports[0]),
+        format!("LOCALHOST:{}", ports[1]),
+        format!("127.0.0.1:{}", ports[2]),
+        format!("localhost.:{}", ports[0]),
     ];
     if cluster.ipv6() {
-        more.push(format!("redis://[::1]:{}", ports[1]));
+        seeds.push(format!("[::1]:{}", ports[1]));
     }
-    let more: Vec<&str> = more.iter().map(String::as_str).collect();
-    let client = Client::builder(&first)
+    let url = format!("redis://{}?name={NAME}", seeds.join(","));
+    let client = Client::builder(&url)
         .unwrap()
         .response_timeout(Some(Duration::from_secs(10)))
-        .cluster(&more)
-        .unwrap()
         .build()
         .unwrap();
 
