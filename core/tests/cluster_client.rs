@@ -1803,3 +1803,38 @@ fn a_read_whose_replica_is_down_goes_to_the_primary() {
     assert_eq!(net.sim.borrow().count(7102, "GET"), 0);
     net.shutdown_and_check();
 }
+
+#[test]
+fn when_every_primary_and_seed_died_the_refresh_asks_the_promoted_replicas() {
+    // No deadline: only a refresh that reaches a live node moves the
+    // request off the dead primary's reconnecting client.
+    let mut config = ClusterConfig::new(seeds(), node_config());
+    config.node.response_timeout = None;
+    let mut net = Net::with_config(Sim::with_replicas(), config);
+    for port in PORTS {
+        let id = net.send(&["SET", &key_on(port, 0), "v"]);
+        assert_eq!(net.reply(id), ok());
+    }
+    // Every primary (the seed among them) dies; each replica is promoted.
+    for port in PORTS {
+        {
+            let mut sim = net.sim.borrow_mut();
+            sim.move_all(port, port + 100);
+            sim.nodes.get_mut(&port).expect("node").member = false;
+            let replica = sim.nodes.get_mut(&(port + 100)).expect("replica");
+            replica.replica_of = None;
+            replica.member = true;
+        }
+        net.kill(port);
+    }
+    let id = net.send(&["SET", &key_on(7000, 1), "x"]);
+    net.until_done(id, Duration::from_secs(10));
+    assert_eq!(net.reply(id), ok(), "the topology was refreshed from 7100");
+    let owner = net
+        .client
+        .topology()
+        .owner(slot(key_on(7000, 1).as_bytes()))
+        .map(ToString::to_string);
+    assert_eq!(owner.as_deref(), Some("127.0.0.1:7100"));
+    net.shutdown_and_check();
+}

@@ -1311,7 +1311,8 @@ impl ClusterClient {
     }
 
     /// Where to ask for the topology: connected nodes of the topology
-    /// first (no new connection), then its primaries, then the seeds.
+    /// first (no new connection), then its primaries, its replicas, then
+    /// the seeds.
     fn refresh_candidates(&self) -> Vec<NodeKey> {
         let mut out: Vec<NodeKey> = Vec::new();
         for (key, h) in &self.nodes {
@@ -1323,6 +1324,16 @@ impl ClusterClient {
         for shard in self.topology.shards() {
             if !out.contains(&shard.primary.key) {
                 out.push(shard.primary.key.clone());
+            }
+        }
+        // A replica may be the only node left that answers: promoted by a
+        // failover of a primary the topology still names, when every seed
+        // is gone too.
+        for shard in self.topology.shards() {
+            for replica in &shard.replicas {
+                if !out.contains(&replica.key) {
+                    out.push(replica.key.clone());
+                }
             }
         }
         for seed in &self.config.seeds {
