@@ -133,9 +133,18 @@ fn replay() {
 ///   and the refresh never asked replicas, so the topology stayed stale
 ///   and the requests held by the old primary's reconnecting client never
 ///   completed (exactly once).
+/// - 22798: every primary the client knew had failed over or left, and
+///   refreshes asked only the topology's primaries and the seeds, never
+///   the replicas (promoted by then): the client never learnt the new
+///   topology, and the final reads failed with `Refused` (recovery).
+/// - 24811: a request sent by `MOVED` to a new owner that refused (failing
+///   over), its client in its reconnect backoff, was pulled back to the old
+///   owner by every refresh from a node whose view lagged: 16 redirects,
+///   then `TooManyRedirects` (I3; 779's case, with a backoff instead of a
+///   stalled connect).
 #[test]
 fn regressions() {
-    for seed in [779, 1991, 20843, 25049, 34943, 46592, 49247] {
+    for seed in [779, 1991, 20843, 22798, 24811, 25049, 34943, 46592, 49247] {
         if let Err(failure) = cluster_world::run(seed) {
             panic!("{failure}");
         }

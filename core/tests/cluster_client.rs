@@ -921,6 +921,35 @@ fn a_refresh_that_removes_a_dead_node_moves_the_request_waiting_on_it() {
 }
 
 #[test]
+fn with_every_known_primary_gone_a_refresh_asks_the_replicas() {
+    let mut net = Net::new(Sim::with_replicas(), seeds());
+    for port in PORTS {
+        let id = net.send(&["SET", &key_on(port, 0), "v"]);
+        assert_eq!(net.reply(id), ok());
+    }
+    // Every primary (the seed among them) dies; its replica takes over.
+    {
+        let mut sim = net.sim.borrow_mut();
+        for port in PORTS {
+            sim.move_all(port, port + 100);
+            sim.nodes.get_mut(&port).expect("node").member = false;
+            let replica = sim.nodes.get_mut(&(port + 100)).expect("replica");
+            replica.member = true;
+            replica.replica_of = None;
+        }
+    }
+    for port in PORTS {
+        net.kill(port);
+    }
+    // Only the replicas the topology listed know the cluster now.
+    let id = net.send(&["SET", &key_on(7000, 1), "x"]);
+    net.until_done(id, Duration::from_secs(5));
+    assert_eq!(net.reply(id), ok());
+    assert_eq!(net.sim.borrow().count(7100, "SET"), 1);
+    net.shutdown_and_check();
+}
+
+#[test]
 fn a_refresh_that_removes_a_live_node_lets_it_answer_the_request_in_flight() {
     let mut net = warmed_up();
     let key = key_on(7002, 4);

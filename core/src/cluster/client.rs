@@ -20,7 +20,8 @@
 //!   then routed again by slot) or a failure ([`Error::Cluster`]).
 //! - **When the topology is refreshed** ([`RefreshSchedule`]: coalesced,
 //!   rate-limited by [`ClusterConfig::refresh_min_interval`]), from which
-//!   node (a connected node of the topology, else a primary, else a seed),
+//!   node (a connected node of the topology, else a primary, else a
+//!   replica, else a seed),
 //!   and what follows: nodes that left are retired, requests parked for
 //!   the refresh are routed again, requests stranded on a node whose
 //!   connection is down are moved to the slot's new owner.
@@ -257,6 +258,11 @@ struct Pending {
     deadline: Option<Instant>,
     redirects: u32,
     waits: u32,
+    /// The node the last `MOVED`/`ASK` sent it to: the word of the node
+    /// that gave the slot away, which a refresh from a node whose view
+    /// lags must not undo while the request waits there (see
+    /// `reroute_stranded`).
+    redirected_to: Option<NodeKey>,
     state: State,
 }
 
@@ -1010,6 +1016,10 @@ impl ClusterClient {
         };
         if redirect {
             p.redirects += 1;
+            p.redirected_to = match &resolution.route {
+                Route::Send(target) | Route::Ask(target) => Some(target.node().clone()),
+                _ => None,
+            };
         }
         // A request whose first hop outlived its deadline (its node's
         // client reported it) goes nowhere else.
@@ -1199,6 +1209,7 @@ impl ClusterClient {
             return;
         };
         p.state = State::New;
+        p.redirected_to = None;
         let (redirects, waits, kind) = (p.redirects, p.waits, p.kind);
         let expired = p.deadline.is_some_and(|at| at <= now);
         match result {
@@ -1311,8 +1322,8 @@ impl ClusterClient {
     }
 
     /// Where to ask for the topology: connected nodes of the topology
-    /// first (no new connection), then its primaries, its replicas, then
-    /// the seeds.
+    /// first (no new connection), then its primaries, then its replicas,
+    /// then the seeds.
     fn refresh_candidates(&self) -> Vec<NodeKey> {
         let mut out: Vec<NodeKey> = Vec::new();
         for (key, h) in &self.nodes {
@@ -1326,9 +1337,9 @@ impl ClusterClient {
                 out.push(shard.primary.key.clone());
             }
         }
-        // A replica may be the only node left that answers: promoted by a
-        // failover of a primary the topology still names, when every seed
-        // is gone too.
+        // Then its replicas: when every primary it knows is gone (died,
+        // failed over, left), a promoted replica may be the only node left
+        // that knows the cluster as it is now.
         for shard in self.topology.shards() {
             for replica in &shard.replicas {
                 if !out.contains(&replica.key) {
@@ -1627,10 +1638,14 @@ impl ClusterClient {
                 // the old owner, whose `MOVED` sends them here again (each
                 // round trip a redirect, until the budget is spent). If
                 // the connection fails, the request is routed again then.
+                // The same holds for a client in its reconnect backoff
+                // that a `MOVED` or `ASK` sent the request to: the node
+                // that redirected it knows better than a lagging view.
                 movable(p)
                     && !m.client.is_connected()
                     && (m.retiring
                         || (m.client.phase().is_none()
+                            && p.redirected_to.as_ref() != Some(&m.key)
                             && p.slot
                                 .is_none_or(|slot| self.topology.owner(slot) != Some(&m.key))))
             })

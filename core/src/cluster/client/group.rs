@@ -113,6 +113,7 @@ impl ClusterClient {
             deadline,
             redirects: 0,
             waits: 0,
+            redirected_to: None,
             state: State::New,
         }
     }
