@@ -771,6 +771,36 @@ impl Cluster {
         self.wait_ready_within(self.options.ready_timeout)
     }
 
+    /// Waits until no primary's `CLUSTER SHARDS` calls a replica `loading`.
+    /// A young cluster reports its replicas `loading` until their
+    /// replication offsets have been gossiped, and a client reading from
+    /// replicas rightly skips those: call this before testing replica
+    /// reads.
+    ///
+    /// # Errors
+    ///
+    /// A command that fails, or replicas still `loading` after `timeout`.
+    pub fn wait_replicas_online(&self, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut loading = false;
+            for node in self.primaries() {
+                let shards = self.cmd(node.port, &["CLUSTER", "SHARDS"])?;
+                loading |= format!("{shards:?}").contains("b\"loading\"");
+            }
+            if !loading {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "replicas still loading",
+                ));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// [`wait_ready`](Self::wait_ready) with a timeout of its own.
     ///
     /// # Errors

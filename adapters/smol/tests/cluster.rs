@@ -195,6 +195,10 @@ fn replica_gets(cluster: &Cluster) -> Vec<u64> {
 /// reads from replicas: every replica serves some, and they converge to
 /// the primaries' values (replication is asynchronous: a read may lag).
 fn reads_from_replicas(cluster: &Cluster, seed: &str) {
+    // The client skips replicas a young cluster still calls `loading`.
+    cluster
+        .wait_replicas_online(Duration::from_secs(10))
+        .expect("replicas online");
     let before = replica_gets(cluster);
     let client = Builder::new(seed)
         .unwrap()

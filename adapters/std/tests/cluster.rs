@@ -299,18 +299,10 @@ fn replica_gets(cluster: &Cluster) -> Vec<u64> {
 /// replicas: every replica serves some, and they converge to the
 /// primaries' values (replication is asynchronous: a read may lag).
 fn reads_from_replicas(cluster: &Cluster, keys: &[String]) {
-    // A young cluster's `CLUSTER SHARDS` calls a replica `loading` until
-    // its replication offset has been gossiped, and the client skips such
-    // replicas (they may not have the data): wait until every primary
-    // says they are online.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cluster.primaries().iter().any(|n| {
-        let shards = cluster.cmd(n.port, &["CLUSTER", "SHARDS"]).unwrap();
-        format!("{shards:?}").contains("b\"loading\"")
-    }) {
-        assert!(Instant::now() < deadline, "replicas still loading");
-        thread::sleep(Duration::from_millis(20));
-    }
+    // The client skips replicas a young cluster still calls `loading`.
+    cluster
+        .wait_replicas_online(Duration::from_secs(10))
+        .expect("replicas online");
     let seed = format!("redis://127.0.0.1:{}", cluster.primaries()[0].port);
     let client = Client::builder(&seed)
         .unwrap()
