@@ -103,6 +103,21 @@ fn a_seed_replays_exactly() {
     }
 }
 
+/// Seeds outside the CI range that once failed, replayed on every run:
+///
+/// - 8673: the simulated server refused `EXEC` with `LOADING` and stayed
+///   inside `MULTI`, so the next request on the connection got `QUEUED`.
+///   A real server never does that (`EXEC` may run while loading); the
+///   simulated one now behaves the same.
+#[test]
+fn regressions() {
+    for seed in [8673] {
+        if let Err(failure) = sim::run(seed, Profile::Full) {
+            panic!("{failure}");
+        }
+    }
+}
+
 /// `SIM_SEED=n [SIM_FAULTS='...'] cargo test --test sim -- replay --nocapture`:
 /// one seed, with its parameters, schedule and a trace of its last steps
 /// (`SIM_TRACE_LINES`, default 400). Without `SIM_SEED` it does nothing.

@@ -339,8 +339,14 @@ impl StandaloneServer {
         let name = args[0].to_ascii_uppercase();
         let name = name.as_slice();
         let handshake = matches!(name, b"HELLO" | b"AUTH");
-        if self.cond.loading == Some(true) && !matches!(name, b"QUIT") {
-            if conn.multi.is_some() && !matches!(name, b"EXEC" | b"DISCARD" | b"MULTI") {
+        // As a real server: `MULTI`, `EXEC` and `DISCARD` carry the
+        // `loading` flag (allowed while loading), so a transaction always
+        // ends; refusing `EXEC` would leave the connection inside `MULTI`,
+        // its next commands answered `QUEUED` (seed 8673).
+        if self.cond.loading == Some(true)
+            && !matches!(name, b"QUIT" | b"MULTI" | b"EXEC" | b"DISCARD")
+        {
+            if conn.multi.is_some() {
                 conn.multi_failed = true;
             }
             return conn.reply(socket, err(LOADING), out);
