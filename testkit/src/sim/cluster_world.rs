@@ -1520,61 +1520,14 @@ pub fn run(seed: u64) -> Result<ClusterStats, Failure> {
     ClusterSim::new(seed).run()
 }
 
-/// The outcome of many seeds.
-#[derive(Debug, Default)]
-pub struct Sweep {
-    /// Seeds run.
-    pub ran: u64,
-    /// Their statistics, summed.
-    pub stats: ClusterStats,
-    /// The failures, lowest seed first.
-    pub failures: Vec<Failure>,
-}
+/// The outcome of many seeds of the cluster simulation.
+pub type Sweep = super::Sweep<ClusterStats, Failure>;
 
 /// Runs the seeds `start..start + count` on `threads` threads; with
 /// `stop_at_first`, stops once the lowest failing seed is known.
 #[must_use]
 pub fn sweep(start: u64, count: u64, threads: usize, stop_at_first: bool) -> Sweep {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    let threads = threads.max(1) as u64;
-    let lowest = AtomicU64::new(u64::MAX);
-    let total = Mutex::new(Sweep::default());
-    std::thread::scope(|scope| {
-        for worker in 0..threads {
-            let (lowest, total) = (&lowest, &total);
-            scope.spawn(move || {
-                let mut mine = Sweep::default();
-                let mut seed = start + worker;
-                while seed < start + count {
-                    if stop_at_first && seed > lowest.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    mine.ran += 1;
-                    match run(seed) {
-                        Ok(stats) => mine.stats += stats,
-                        Err(failure) => {
-                            lowest.fetch_min(seed, Ordering::Relaxed);
-                            mine.failures.push(failure);
-                        }
-                    }
-                    seed += threads;
-                }
-                let mut total = total
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                total.ran += mine.ran;
-                total.stats += mine.stats;
-                total.failures.append(&mut mine.failures);
-            });
-        }
-    });
-    let mut out = total
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    out.failures.sort_by_key(|f| f.seed);
-    out
+    super::seeds_in_parallel(start, count, threads, stop_at_first, run)
 }
 
 #[cfg(test)]

@@ -422,15 +422,26 @@ pub fn shrink(failure: &Failure) -> Failure {
     best
 }
 
-/// The outcome of many seeds.
-#[derive(Debug, Default)]
-pub struct Sweep {
+/// The outcome of many seeds (of the standalone simulation by default;
+/// the cluster simulation's statistics and failures otherwise).
+#[derive(Debug)]
+pub struct Sweep<S = Stats, F = Failure> {
     /// Seeds run.
     pub ran: u64,
     /// Their statistics, summed.
-    pub stats: Stats,
+    pub stats: S,
     /// The failures, by seed.
-    pub failures: Vec<Failure>,
+    pub failures: Vec<F>,
+}
+
+impl<S: Default, F> Default for Sweep<S, F> {
+    fn default() -> Self {
+        Self {
+            ran: 0,
+            stats: S::default(),
+            failures: Vec::new(),
+        }
+    }
 }
 
 /// Runs `seeds` one after the other, stopping after `max_failures`.
@@ -463,28 +474,49 @@ pub fn sweep_parallel(
     threads: usize,
     stop_at_first: bool,
 ) -> Sweep {
+    seeds_in_parallel(start, count, threads, stop_at_first, |seed| {
+        run(seed, profile)
+    })
+}
+
+/// Runs `run` for the seeds `start..start + count` on `threads` threads,
+/// summing the statistics and keeping the failures, lowest seed first.
+/// With `stop_at_first`, a thread stops at a seed above the lowest failing
+/// one found so far. Both simulations' sweeps are this.
+pub(crate) fn seeds_in_parallel<S, F>(
+    start: u64,
+    count: u64,
+    threads: usize,
+    stop_at_first: bool,
+    run: impl Fn(u64) -> Result<S, F> + Sync,
+) -> Sweep<S, F>
+where
+    S: Default + std::ops::AddAssign + Send,
+    F: Send,
+{
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     let threads = threads.max(1) as u64;
     let lowest_failure = AtomicU64::new(u64::MAX);
-    let total = Mutex::new(Sweep::default());
+    let total = Mutex::new(Sweep::<S, Vec<(u64, F)>>::default());
+    let run = &run;
     std::thread::scope(|scope| {
         for worker in 0..threads {
             let (lowest_failure, total) = (&lowest_failure, &total);
             scope.spawn(move || {
-                let mut mine = Sweep::default();
+                let mut mine = Sweep::<S, (u64, F)>::default();
                 let mut seed = start + worker;
                 while seed < start + count {
                     if stop_at_first && seed > lowest_failure.load(Ordering::Relaxed) {
                         break;
                     }
                     mine.ran += 1;
-                    match run(seed, profile) {
+                    match run(seed) {
                         Ok(stats) => mine.stats += stats,
                         Err(failure) => {
                             lowest_failure.fetch_min(seed, Ordering::Relaxed);
-                            mine.failures.push(failure);
+                            mine.failures.push((seed, failure));
                         }
                     }
                     seed += threads;
@@ -494,15 +526,20 @@ pub fn sweep_parallel(
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 total.ran += mine.ran;
                 total.stats += mine.stats;
-                total.failures.append(&mut mine.failures);
+                total.failures.push(mine.failures);
             });
         }
     });
-    let mut out = total
+    let total = total
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    out.failures.sort_by_key(|f| f.seed);
-    out
+    let mut failures: Vec<(u64, F)> = total.failures.into_iter().flatten().collect();
+    failures.sort_by_key(|&(seed, _)| seed);
+    Sweep {
+        ran: total.ran,
+        stats: total.stats,
+        failures: failures.into_iter().map(|(_, f)| f).collect(),
+    }
 }
 
 #[cfg(test)]
