@@ -68,6 +68,10 @@ use redpoll_core::cmd::{self, Cmd, Pipeline};
 use redpoll_core::resp::Frame;
 use redpoll_testkit::cluster::{Cluster, ClusterOptions, SLOTS, hash_tag_for_slot};
 
+#[path = "support/smol_pool.rs"]
+mod smol_pool;
+use smol_pool::SmolPool;
+
 /// Batch sizes (commands per batch: half `SET`, half `GET`).
 const BATCHES: [usize; 2] = [64, 256];
 /// The step through the slots between consecutive keys: odd, so the walk
@@ -198,46 +202,6 @@ impl Keys {
 
 // ---------------------------------------------------------------------------
 // The clients.
-
-/// A smol executor on `threads` threads, until dropped.
-struct SmolPool {
-    ex: Arc<smol::Executor<'static>>,
-    stop: Option<smol::channel::Sender<()>>,
-    threads: Vec<thread::JoinHandle<()>>,
-}
-
-impl SmolPool {
-    fn new(threads: usize) -> Self {
-        let ex = Arc::new(smol::Executor::new());
-        let (stop, stopped) = smol::channel::bounded::<()>(1);
-        let threads = (0..threads)
-            .map(|i| {
-                let ex = ex.clone();
-                let stopped = stopped.clone();
-                thread::Builder::new()
-                    .name(format!("smol-{i}"))
-                    .spawn(move || {
-                        let _ = smol::block_on(ex.run(stopped.recv()));
-                    })
-                    .expect("start an executor thread")
-            })
-            .collect();
-        Self {
-            ex,
-            stop: Some(stop),
-            threads,
-        }
-    }
-}
-
-impl Drop for SmolPool {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
 
 /// Every client measured, connected to one cluster.
 struct Clients {

@@ -40,7 +40,6 @@
 //! `redis-server` it prints "skipped: no redis-server (...)" and exits 0.
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -49,6 +48,10 @@ use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 use redpoll_core::cmd::{self, Pipeline};
 use redpoll_core::resp::Frame;
 use redpoll_testkit::server::{RedisServer, ServerOptions};
+
+#[path = "support/smol_pool.rs"]
+mod smol_pool;
+use smol_pool::SmolPool;
 
 /// The keys the pipelines write and read.
 const KEYS: [&str; 4] = ["e2e:k0", "e2e:k1", "e2e:k2", "e2e:k3"];
@@ -71,46 +74,6 @@ fn value_of(key: &str) -> Vec<u8> {
 
 // ---------------------------------------------------------------------------
 // The clients.
-
-/// A smol executor on `threads` threads, until dropped.
-struct SmolPool {
-    ex: Arc<smol::Executor<'static>>,
-    stop: Option<smol::channel::Sender<()>>,
-    threads: Vec<thread::JoinHandle<()>>,
-}
-
-impl SmolPool {
-    fn new(threads: usize) -> Self {
-        let ex = Arc::new(smol::Executor::new());
-        let (stop, stopped) = smol::channel::bounded::<()>(1);
-        let threads = (0..threads)
-            .map(|i| {
-                let ex = ex.clone();
-                let stopped = stopped.clone();
-                thread::Builder::new()
-                    .name(format!("smol-{i}"))
-                    .spawn(move || {
-                        let _ = smol::block_on(ex.run(stopped.recv()));
-                    })
-                    .expect("start an executor thread")
-            })
-            .collect();
-        Self {
-            ex,
-            stop: Some(stop),
-            threads,
-        }
-    }
-}
-
-impl Drop for SmolPool {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
 
 /// Every client measured, connected to one server.
 struct Clients {
