@@ -23,9 +23,13 @@
 //!   (nothing read) for at least [`PoolConfig::probe_after`]. Then the
 //!   core's own rule asked for a probe before the write, and the probe
 //!   would have found the EOF: the write hands a request a dead
-//!   connection. (The server's timeout is above the longest pause of a
-//!   lease script, so the only writes to such a connection are checkouts:
-//!   a held lease is not re-checked, by design.)
+//!   connection. A probe that found nothing covers the first write after
+//!   it, however late: that write belongs to the checkout the probe was
+//!   for (a lease whose first request was cancelled while it waited for
+//!   its connection writes only when its user sends again), and a held
+//!   lease is not re-checked, by design. (The server's timeout is above
+//!   the longest pause of a lease script, so a lease's later writes come
+//!   before any idle close.)
 //! - **Stale connections never consume retries** ([`Invariant::PoolRetries`]):
 //!   while a probe of a socket is out, everything queued on it is gated,
 //!   never written; so whatever the world then reports on that socket (an
@@ -59,6 +63,9 @@ struct Sock {
     /// When the client last read something on it (or connected): the
     /// core's "quiet since".
     last_rx: Instant,
+    /// A probe found nothing and nothing was written since: the next write
+    /// is the one that probe checked out.
+    probed_clean: bool,
 }
 
 /// The I2 checks (see the [module docs](self)).
@@ -119,9 +126,13 @@ impl Liveness {
             self.suspect = Some((socket, v));
             return Ok(());
         }
+        let probed_clean = core::mem::take(&mut sock.probed_clean);
         let Some(closed) = sock.idle_closed.take() else {
             return Ok(());
         };
+        if probed_clean {
+            return Ok(());
+        }
         let Some(after) = view.params.pool.probe_after else {
             return Ok(());
         };
@@ -152,6 +163,7 @@ impl Check for Liveness {
                         probing: false,
                         idle_closed: None,
                         last_rx: view.now,
+                        probed_clean: false,
                     },
                 );
                 Ok(())
@@ -201,6 +213,7 @@ impl Check for Liveness {
             WorldEvent::ProbeNothing { socket } => {
                 if let Some(sock) = self.socks.get_mut(&socket) {
                     sock.probing = false;
+                    sock.probed_clean = true;
                 }
             }
             WorldEvent::ServerClosedIdle { socket, lost } => {
