@@ -488,8 +488,8 @@ impl<C: Command + ?Sized> Future for Request<'_, C> {
             );
             // The result may already be there (a shut-down client answers at
             // once); the driver delivers it either way.
+            state.sent(1);
             state.deliver_events();
-            state.wake_driver();
             let done = take_result(&mut state, id, cx);
             drop(state);
             self.id = Some(id);
@@ -551,7 +551,7 @@ async fn run_pipeline<T: FromReplies>(
         for id in &ids {
             state.waiters.insert(*id, Waiter::default());
         }
-        state.wake_driver();
+        state.sent(ids.len());
         ids
     };
     let mut frames = Vec::with_capacity(ids.len());

@@ -60,6 +60,10 @@ pub(crate) struct State {
     pub(crate) next_subscriber: u64,
     /// The driver's waker, to call after handing the core a request.
     pub(crate) driver: Option<Waker>,
+    /// Set by the driver thread of `Client::new`: a lone caller carries out
+    /// its own writes.
+    #[cfg(unix)]
+    pub(crate) direct: Option<crate::thread::Direct>,
     pub(crate) shut_down: bool,
     /// Status events seen so far, the last one, and who waits for the next.
     pub(crate) status_seq: u64,
@@ -86,6 +90,8 @@ impl Shared {
                 subscribers: Vec::new(),
                 next_subscriber: 0,
                 driver: None,
+                #[cfg(unix)]
+                direct: None,
                 shut_down: false,
                 status_seq: 0,
                 last_status: None,
@@ -119,6 +125,24 @@ impl State {
     /// for calling after the lock is released.
     pub(crate) fn take_woken(&mut self, into: &mut Vec<Waker>) {
         std::mem::swap(&mut self.woken, into);
+    }
+
+    /// After a caller handed the core `mine` requests, just now: when they
+    /// are the only ones outstanding and the driver is a thread, the caller
+    /// writes them itself (see `thread.rs`); else, or for whatever it could
+    /// not do, the driver is woken.
+    pub(crate) fn sent(&mut self, mine: usize) {
+        #[cfg(unix)]
+        if self.waiters.len() <= mine {
+            let now = self.now();
+            if let Some(direct) = self.direct.as_mut()
+                && direct.carry_out(&mut self.core, now)
+            {
+                return;
+            }
+        }
+        let _ = mine;
+        self.wake_driver();
     }
 
     /// Lets the driver carry out what the core now wants.

@@ -20,12 +20,25 @@
 //! 4. read the ready sockets (once, unless the read filled the buffer),
 //!    handing the bytes to the core under the lock; back to 1.
 //!
+//! A lone caller does not need the thread to send: when its requests are
+//! the only ones outstanding, it carries out the core's effects itself
+//! under the lock ([`Direct`]): it writes to a socket the thread has
+//! nothing queued for, and answers a probe by peeking. Anything else
+//! (connects, closes, a write behind bytes the thread holds, a probe that
+//! sees something) is left, in order, for the thread, which it then wakes;
+//! so does a deadline earlier than the one the thread sleeps until. Many
+//! callers at once still go through the thread, whose one `writev` per
+//! round batches them.
+//!
 //! Invariants: a socket is read only when the poller reported it readable
 //! (level-triggered, so data left unread is reported again) or the core
 //! asked for a probe; the lock is never held across a socket call except a
-//! probe; a caller notifies the poller only when the thread sleeps or is
-//! about to (the `pending` / `sleeping` pair below), so a burst of requests
-//! costs at most one notify.
+//! probe and a lone caller's own write; a socket's bytes are written in
+//! the core's order (a caller writes only while the thread holds none for
+//! it, and leaves the rest of a short write to the thread); a caller
+//! notifies the poller only when the thread sleeps or is about to (the
+//! `pending` / `sleeping` pair below), so a burst of requests costs at most
+//! one notify.
 //!
 //! Connects still use async-io (`Async::connect`, the resolver thread):
 //! they are rare, and their wake-ups reach this thread through the same
@@ -47,7 +60,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant as StdInstant;
 
 use bytes::{Buf, Bytes};
-use redpoll_core::{Effect, IoError, SocketId};
+use redpoll_core::{Effect, Instant, IoError, Machine as Core, SocketId};
 
 use crate::driver::{Connecting, Stream, connect, io_error, probe};
 use crate::shared::{Shared, State};
@@ -61,7 +74,11 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> io::Result<()> {
         sleeping: AtomicBool::new(false),
     });
     let waker = Waker::from(notifier.clone());
-    shared.lock().driver = Some(waker.clone());
+    {
+        let mut state = shared.lock();
+        state.driver = Some(waker.clone());
+        state.direct = Some(Direct::default());
+    }
     let driver = ThreadDriver {
         shared,
         notifier,
@@ -107,7 +124,90 @@ impl Wake for Notifier {
     }
 }
 
+/// What callers may do without the thread (see the [module docs](self)),
+/// kept in the client's state and used under its lock.
+#[derive(Debug, Default)]
+pub(crate) struct Direct {
+    /// The open sockets.
+    socks: HashMap<SocketId, DirectSock>,
+    /// Effects a caller left for the thread, in the core's order: the
+    /// thread carries them out before any newer one.
+    deferred: VecDeque<Effect>,
+    /// The deadline the thread sleeps until (the core's clock).
+    deadline: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+struct DirectSock {
+    raw: Arc<Raw>,
+    /// The thread holds no bytes for it (none queued, none being written):
+    /// a caller may write.
+    clear: Arc<AtomicBool>,
+}
+
+impl Direct {
+    /// Carries out the core's effects for a caller whose requests are the
+    /// only ones outstanding: writes and probes itself where it can, the
+    /// rest left for the thread. Whether the thread has nothing to do for
+    /// them (else the caller wakes it).
+    pub(crate) fn carry_out(&mut self, core: &mut Core, now: Instant) -> bool {
+        while let Some(effect) = core.poll_effect() {
+            if !self.deferred.is_empty() {
+                self.deferred.push_back(effect);
+                continue;
+            }
+            match effect {
+                Effect::Send { socket, data } => match self.socks.get(&socket) {
+                    Some(sock) if sock.clear.load(Ordering::SeqCst) => {
+                        match write_now(&sock.raw, &data) {
+                            Ok(n) if n == data.len() => {}
+                            // The rest after what the socket took, by the
+                            // thread when it becomes writable.
+                            Ok(n) => {
+                                sock.clear.store(false, Ordering::SeqCst);
+                                self.deferred.push_back(Effect::Send {
+                                    socket,
+                                    data: data.slice(n..),
+                                });
+                            }
+                            Err(e) => core.handle_io_error(now, socket, io_error(&e)),
+                        }
+                    }
+                    _ => self.deferred.push_back(Effect::Send { socket, data }),
+                },
+                Effect::Probe { socket } => match self.socks.get(&socket) {
+                    Some(sock) if sock.raw.nothing_waiting() => {
+                        core.handle_probe_done(now, socket);
+                    }
+                    // Something is there: the thread reads it.
+                    _ => self.deferred.push_back(Effect::Probe { socket }),
+                },
+                effect => self.deferred.push_back(effect),
+            }
+        }
+        let earlier = core
+            .poll_timeout()
+            .is_some_and(|at| self.deadline.is_none_or(|d| at < d));
+        self.deferred.is_empty() && !earlier
+    }
+}
+
+/// One write that does not wait (the socket is non-blocking): how much the
+/// socket took, 0 if none.
+fn write_now(raw: &Raw, data: &[u8]) -> io::Result<usize> {
+    loop {
+        return match raw.write_vectored(&[io::IoSlice::new(data)]) {
+            Ok(0) if !data.is_empty() => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        };
+    }
+}
+
 /// A connected socket, out of async-io's reactor.
+#[derive(Debug)]
 enum Raw {
     Tcp(TcpStream),
     Unix(UnixStream),
@@ -135,6 +235,22 @@ impl Raw {
         }
     }
 
+    /// A probe that takes nothing: whether nothing (no data, no EOF, no
+    /// error) waits to be read. Unix sockets say "something" (the thread
+    /// reads them).
+    fn nothing_waiting(&self) -> bool {
+        match self {
+            Self::Tcp(s) => loop {
+                match s.peek(&mut [0]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return e.kind() == io::ErrorKind::WouldBlock,
+                    Ok(_) => return false,
+                }
+            },
+            Self::Unix(_) => false,
+        }
+    }
+
     fn fd(&self) -> BorrowedFd<'_> {
         match self {
             Self::Tcp(s) => s.as_fd(),
@@ -151,7 +267,9 @@ impl Raw {
 }
 
 struct Open {
-    raw: Raw,
+    raw: Arc<Raw>,
+    /// Shared with callers ([`DirectSock::clear`]).
+    clear: Arc<AtomicBool>,
     /// Bytes the socket has not taken yet, in order.
     out: VecDeque<Bytes>,
     /// In the poller (removed after EOF or an error: the core will close it,
@@ -190,7 +308,7 @@ enum Input {
     Data(SocketId, usize),
     Eof(SocketId),
     Error(SocketId, IoError),
-    Connected(SocketId),
+    Connected(SocketId, DirectSock),
     ConnectFailed(SocketId, IoError),
 }
 
@@ -204,6 +322,10 @@ impl ThreadDriver {
             let deadline = {
                 let mut state = shared.lock();
                 self.settle(&mut state);
+                let deadline = state.core.poll_timeout();
+                if let Some(direct) = state.direct.as_mut() {
+                    direct.deadline = deadline;
+                }
                 if state.shut_down && self.sockets.is_empty() {
                     state.driver = None;
                     state.take_woken(&mut self.woken);
@@ -212,7 +334,7 @@ impl ThreadDriver {
                     return;
                 }
                 state.take_woken(&mut self.woken);
-                state.core.poll_timeout().map(|at| state.instant(at))
+                deadline.map(|at| state.instant(at))
             };
             self.connect_and_write(&mut inputs);
             self.woken.drain(..).for_each(Waker::wake);
@@ -268,10 +390,23 @@ impl ThreadDriver {
         }
     }
 
+    /// The effects callers left first, then the core's.
     fn carry_out_effects(&mut self, state: &mut State) -> bool {
         let mut moved = false;
-        while let Some(effect) = state.core.poll_effect() {
+        while let Some(effect) = state
+            .direct
+            .as_mut()
+            .and_then(|d| d.deferred.pop_front())
+            .or_else(|| state.core.poll_effect())
+        {
             moved = true;
+            self.carry_out(state, effect);
+        }
+        moved
+    }
+
+    fn carry_out(&mut self, state: &mut State, effect: Effect) {
+        {
             match effect {
                 Effect::Connect { socket, address } => {
                     state.trace_connect(socket, &address);
@@ -280,11 +415,15 @@ impl ThreadDriver {
                 }
                 Effect::Send { socket, data } => {
                     if let Some(Socket::Open(open)) = self.sockets.get_mut(&socket) {
+                        open.clear.store(false, Ordering::SeqCst);
                         open.out.push_back(data);
                     }
                 }
                 Effect::Close { socket, reason } => {
                     state.trace_close(socket, &reason);
+                    if let Some(direct) = state.direct.as_mut() {
+                        direct.socks.remove(&socket);
+                    }
                     if let Some(Socket::Open(open)) = self.sockets.remove(&socket) {
                         self.deregister(&open);
                         open.raw.shutdown();
@@ -305,7 +444,6 @@ impl ThreadDriver {
                 }
             }
         }
-        moved
     }
 
     fn deregister(&self, open: &Open) {
@@ -323,13 +461,18 @@ impl ThreadDriver {
                     Poll::Ready(Ok(stream)) => match Raw::from_stream(stream) {
                         Ok(raw) => match self.notifier.poller.add(raw.fd(), key(id)) {
                             Ok(()) => {
+                                let direct = DirectSock {
+                                    raw: Arc::new(raw),
+                                    clear: Arc::new(AtomicBool::new(true)),
+                                };
                                 *socket = Socket::Open(Open {
-                                    raw,
+                                    raw: direct.raw.clone(),
+                                    clear: direct.clear.clone(),
                                     out: VecDeque::new(),
                                     registered: true,
                                     want_write: false,
                                 });
-                                inputs.push(Input::Connected(id));
+                                inputs.push(Input::Connected(id, direct));
                             }
                             Err(e) => inputs.push(Input::ConnectFailed(id, io_error(&e))),
                         },
@@ -349,6 +492,10 @@ impl ThreadDriver {
                         continue;
                     }
                     let want_write = !open.out.is_empty();
+                    if !want_write {
+                        // Everything written: callers may write again.
+                        open.clear.store(true, Ordering::SeqCst);
+                    }
                     if want_write != open.want_write {
                         open.want_write = want_write;
                         let _ =
@@ -418,7 +565,12 @@ fn hand_over(shared: &Shared, buf: &[u8], inputs: &mut Vec<Input>) {
             Input::Data(id, n) => state.core.handle_data(now, id, &buf[..n]),
             Input::Eof(id) => state.core.handle_eof(now, id),
             Input::Error(id, e) => state.core.handle_io_error(now, id, e),
-            Input::Connected(id) => state.core.handle_connected(now, id),
+            Input::Connected(id, sock) => {
+                if let Some(direct) = state.direct.as_mut() {
+                    direct.socks.insert(id, sock);
+                }
+                state.core.handle_connected(now, id);
+            }
             Input::ConnectFailed(id, e) => state.core.handle_connect_failed(now, id, e),
         }
     }

@@ -467,3 +467,91 @@ fn a_subscription_survives_a_server_restart() {
         }
     });
 }
+
+/// A lone caller writes its own requests (the driver thread of
+/// `Client::new` is not woken for them); a write the socket takes only in
+/// part leaves the rest to the thread, and requests sent meanwhile, alone
+/// or from many tasks, must still reach the socket after it, in order.
+/// Values of 8 MiB make the socket take each one in part.
+#[test]
+fn lone_and_crowded_callers_share_one_socket_in_order() {
+    let (server, client) = plain();
+    let value =
+        |i: usize, len: usize| -> Vec<u8> { (0..len).map(|j| (i * 31 + j * 7) as u8).collect() };
+    smol::block_on(async {
+        // Alone: every request written by the caller, the large ones in part.
+        for i in 0..16 {
+            let len = if i % 4 == 0 { 8 << 20 } else { 100 };
+            client
+                .run(cmd::set(format!("lone:{i}"), value(i, len)))
+                .await
+                .unwrap();
+            let back: Vec<u8> = client
+                .run(cmd::get(format!("lone:{i}")).returning())
+                .await
+                .unwrap();
+            assert!(back == value(i, len), "lone:{i} read back as written");
+        }
+        // Alone, pipelines: the caller's N requests are the only ones.
+        // Alone again right after a request whose future was dropped once
+        // sent: the thread still holds the rest of its bytes.
+        for i in 0..4_i64 {
+            let key = format!("dropped:{i}");
+            let sent =
+                future::poll_once(client.run(cmd::set(key.as_str(), value(i as usize, 8 << 20))));
+            assert!(sent.await.is_none(), "an 8 MiB SET is not answered at once");
+            let n: i64 = client.run(cmd::incr("after:dropped")).await.unwrap();
+            assert_eq!(n, i + 1);
+            let back: Vec<u8> = client.run(cmd::get(key).returning()).await.unwrap();
+            assert!(
+                back == value(i as usize, 8 << 20),
+                "dropped:{i} was written whole"
+            );
+        }
+        for i in 0..8_i64 {
+            let p = Pipeline::new()
+                .add(cmd::set(format!("pipe:{i}"), value(i as usize, 4 << 20)))
+                .add(cmd::get(format!("pipe:{i}")).returning::<Vec<u8>>())
+                .add(cmd::incr("pipe:n"));
+            let ((), back, n): ((), Vec<u8>, i64) = client.pipeline(p).await.unwrap();
+            assert!(
+                back == value(i as usize, 4 << 20),
+                "pipe:{i} read back as written"
+            );
+            assert_eq!(n, i + 1);
+        }
+        // Crowded: a large writer and small callers at once.
+        let big = smol::spawn({
+            let client = client.clone();
+            async move {
+                for i in 0..4 {
+                    client
+                        .run(cmd::set(format!("big:{i}"), value(i, 8 << 20)))
+                        .await
+                        .unwrap();
+                    let back: Vec<u8> = client
+                        .run(cmd::get(format!("big:{i}")).returning())
+                        .await
+                        .unwrap();
+                    assert!(back == value(i, 8 << 20), "big:{i} read back as written");
+                }
+            }
+        });
+        let small: Vec<_> = (0..16)
+            .map(|t| {
+                let client = client.clone();
+                smol::spawn(async move {
+                    for n in 1..=150_i64 {
+                        let got: i64 = client.run(cmd::incr(format!("small:{t}"))).await.unwrap();
+                        assert_eq!(got, n, "small:{t} counts its own increments");
+                    }
+                })
+            })
+            .collect();
+        big.await;
+        for task in small {
+            task.await;
+        }
+    });
+    drop(server);
+}
