@@ -37,7 +37,9 @@
 //!
 //! Run with `cargo bench --bench e2e`; see the "End to end" section of
 //! BENCHMARKS.md for the setup and the latest figures. Without a
-//! `redis-server` it prints "skipped: no redis-server (...)" and exits 0.
+//! `redis-server` it prints "skipped: no redis-server (...)" to stderr and
+//! exits 0 (stdout is criterion's, whose `--list` output cargo-nextest
+//! parses: `cargo nextest run --all-targets` lists benches).
 
 use std::hint::black_box;
 use std::sync::mpsc;
@@ -629,7 +631,7 @@ fn main() {
         Err(e) => {
             let first = e.to_string();
             let first = first.lines().next().unwrap_or("");
-            println!("skipped: no redis-server ({first})");
+            eprintln!("skipped: no redis-server ({first})");
             return;
         }
     };
