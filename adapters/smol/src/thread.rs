@@ -236,8 +236,9 @@ impl Raw {
     }
 
     /// A probe that takes nothing: whether nothing (no data, no EOF, no
-    /// error) waits to be read. Unix sockets say "something" (the thread
-    /// reads them).
+    /// error) waits to be read. Where a Unix socket cannot be peeked at
+    /// (std has no stable `peek` for it; rustix serves Linux), it says
+    /// "something" and the thread reads it.
     fn nothing_waiting(&self) -> bool {
         match self {
             Self::Tcp(s) => loop {
@@ -247,6 +248,19 @@ impl Raw {
                     Ok(_) => return false,
                 }
             },
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Self::Unix(s) => {
+                use rustix::io::Errno;
+                use rustix::net::{RecvFlags, recv};
+                loop {
+                    match recv(s, &mut [0u8], RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+                        Err(Errno::INTR) => {}
+                        Err(e) => return e == Errno::AGAIN,
+                        Ok(_) => return false,
+                    }
+                }
+            }
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
             Self::Unix(_) => false,
         }
     }
