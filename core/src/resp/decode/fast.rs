@@ -171,14 +171,14 @@ impl Decoder {
         // call of each slice does not force it to the stack.
         const BATCH: usize = 32;
         let max_len = self.limits.max_bulk_len;
+        // Not even one: spare the run its setup.
+        if self.chunk.get(self.pos) != Some(&b'$') {
+            return 0;
+        }
+        let mut spans = [(0, 0); BATCH];
         let mut done = 0;
         loop {
-            // Not even one: spare the batch its setup.
-            if self.chunk.get(self.pos) != Some(&b'$') {
-                return done;
-            }
             let want = (max - done).min(BATCH);
-            let mut spans = [(0, 0); BATCH];
             let mut found = 0;
             let mut pos = self.pos;
             let chunk: &[u8] = &self.chunk;
