@@ -255,13 +255,14 @@ impl Decoder {
 /// `Frame::Bulk(chunk[start..end])`, the slice adjusted in place in the
 /// frame, which spares the compiler a copy of it ([`Bytes::slice`] adjusts
 /// its own copy, and is not always inlined). The chunk always comes from a
-/// split `BytesMut`, so `truncate` only sets the length.
+/// split `BytesMut`, so `truncate` only sets the length. Truncating first
+/// spares `advance` a reload: the length it checks against was just set.
 #[inline(always)]
 fn bulk_frame(chunk: &Bytes, start: usize, end: usize) -> Frame {
     let mut frame = Frame::Bulk(chunk.clone());
     if let Frame::Bulk(payload) = &mut frame {
+        payload.truncate(end);
         payload.advance(start);
-        payload.truncate(end - start);
     }
     frame
 }
