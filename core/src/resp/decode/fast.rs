@@ -171,14 +171,14 @@ impl Decoder {
         // call of each slice does not force it to the stack.
         const BATCH: usize = 32;
         let max_len = self.limits.max_bulk_len;
+        // Not even one: spare the run its setup.
+        if self.chunk.get(self.pos) != Some(&b'$') {
+            return 0;
+        }
+        let mut spans = [(0, 0); BATCH];
         let mut done = 0;
         loop {
-            // Not even one: spare the batch its setup.
-            if self.chunk.get(self.pos) != Some(&b'$') {
-                return done;
-            }
             let want = (max - done).min(BATCH);
-            let mut spans = [(0, 0); BATCH];
             let mut found = 0;
             let mut pos = self.pos;
             let chunk: &[u8] = &self.chunk;
@@ -187,11 +187,20 @@ impl Decoder {
                     break;
                 };
                 // One length check for the type byte and the header's
-                // window; the last few bytes are left to `element`.
-                if b.len() < 24 || b[0] != b'$' {
+                // window; the last few bytes are left to `element`. Three
+                // digits are tried first: values of 100 to 999 bytes.
+                let Some(w) = b.first_chunk::<24>() else {
                     break;
-                }
-                let Some((hdr, end)) = bulk(b, max_len) else {
+                };
+                let (len, hdr) = match three_digit_header(w) {
+                    Some(len) => (len, 6),
+                    None if w[0] == b'$' => match header(b) {
+                        Some(header) => header,
+                        None => break,
+                    },
+                    None => break,
+                };
+                let Some((hdr, end)) = payload_end(b, len, hdr, max_len) else {
                     break;
                 };
                 spans[found] = (pos + hdr, pos + end);
@@ -246,13 +255,14 @@ impl Decoder {
 /// `Frame::Bulk(chunk[start..end])`, the slice adjusted in place in the
 /// frame, which spares the compiler a copy of it ([`Bytes::slice`] adjusts
 /// its own copy, and is not always inlined). The chunk always comes from a
-/// split `BytesMut`, so `truncate` only sets the length.
+/// split `BytesMut`, so `truncate` only sets the length. Truncating first
+/// spares `advance` a reload: the length it checks against was just set.
 #[inline(always)]
 fn bulk_frame(chunk: &Bytes, start: usize, end: usize) -> Frame {
     let mut frame = Frame::Bulk(chunk.clone());
     if let Frame::Bulk(payload) = &mut frame {
+        payload.truncate(end);
         payload.advance(start);
-        payload.truncate(end - start);
     }
     frame
 }
@@ -262,6 +272,13 @@ fn bulk_frame(chunk: &Bytes, start: usize, end: usize) -> Frame {
 #[inline(always)]
 fn bulk(b: &[u8], max_len: usize) -> Option<(usize, usize)> {
     let (len, hdr) = header(b)?;
+    payload_end(b, len, hdr, max_len)
+}
+
+/// Where the payload of `len` bytes after a header of `hdr` bytes ends, if
+/// it is within `max_len`, in `b` and followed by CR LF.
+#[inline(always)]
+fn payload_end(b: &[u8], len: u64, hdr: usize, max_len: usize) -> Option<(usize, usize)> {
     if len > max_len as u64 {
         return None;
     }
@@ -320,6 +337,30 @@ fn header(b: &[u8]) -> Option<(u64, usize)> {
         i += 1;
     }
     (pair(i) == CRLF).then_some((n, i + 2))
+}
+
+/// `$<3 digits>\r\n` at the front of `w`: the number.
+#[inline(always)]
+fn three_digit_header(w: &[u8; 24]) -> Option<u64> {
+    // CR LF first: for other lengths that is all this costs.
+    if w[4..6] != *b"\r\n" {
+        return None;
+    }
+    // One load: `$` and three digits, lowest byte first.
+    let mut bytes = [0; 4];
+    bytes.copy_from_slice(&w[..4]);
+    let x = u32::from_le_bytes(bytes);
+    // Digits are 0x30 to 0x39: the high half of each byte is 3, and adding
+    // 6 to the low half carries into bit 6 from 10 (0x3a) on; no carry
+    // crosses a byte.
+    if x & 0xf0f0_f0ff != 0x3030_3024 || x.wrapping_add(0x0606_0600) & 0x4040_4000 != 0 {
+        return None;
+    }
+    // Digit values d0 d1 d2 (lowest byte first); times 0x0a01, the second
+    // byte holds 10 * d0 + d1 (at most 99: no carry out of it).
+    let d = (x >> 8) & 0x000f_0f0f;
+    let tens = (d.wrapping_mul(0x0a01) >> 8) & 0xff;
+    Some(u64::from(tens * 10 + (d >> 16)))
 }
 
 /// [`header`] near the end of the chunk.
@@ -460,7 +501,42 @@ fn signed(magnitude: u64, negative: bool) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{integer, leading_digits};
+    use super::{header, integer, leading_digits, three_digit_header};
+
+    #[test]
+    fn three_digit_headers_agree_with_the_general_header() {
+        let window = |head: &[u8]| {
+            let mut w = [b'x'; 24];
+            w[..head.len()].copy_from_slice(head);
+            w
+        };
+        for n in 0..=999u64 {
+            for text in [alloc::format!("${n}\r\n"), alloc::format!("${n:03}\r\n")] {
+                let w = window(text.as_bytes());
+                let expected = (text.len() == 6).then_some(n);
+                assert_eq!(three_digit_header(&w), expected, "{text:?}");
+                assert_eq!(header(&w), Some((n, text.len())), "{text:?}");
+            }
+        }
+        for byte in 0..=255u8 {
+            for at in 0..6 {
+                let mut w = window(b"$123\r\n");
+                w[at] = byte;
+                let expected = match at {
+                    0 if byte == b'$' => Some(123),
+                    1..=3 if byte.is_ascii_digit() => {
+                        let mut digits = *b"123";
+                        digits[at - 1] = byte;
+                        Some(digits.iter().fold(0, |n, &d| n * 10 + u64::from(d - b'0')))
+                    }
+                    4 if byte == b'\r' => Some(123),
+                    5 if byte == b'\n' => Some(123),
+                    _ => None,
+                };
+                assert_eq!(three_digit_header(&w), expected, "{byte} at {at}");
+            }
+        }
+    }
 
     #[test]
     fn leading_digits_of_a_word() {
