@@ -11,7 +11,8 @@
 //!   queued for the subscriptions that want it, and the waiters are woken.
 //! - **One reader thread per socket**: a blocking `read` whose timeout is
 //!   the core's next deadline (at most [`MAX_READ_WAIT`]); it reports data,
-//!   EOF, errors and passed deadlines.
+//!   EOF, errors and passed deadlines, and wakes the waiters of the answers
+//!   once it has let go of the lock.
 //! - **One short-lived thread per connect**: it resolves, connects within
 //!   the handshake timeout, then reports.
 //! - **Writes happen under the lock**, bounded by the write timeout: a
@@ -78,6 +79,11 @@ pub(crate) struct State {
     waiting: HashMap<RequestId, thread::Thread>,
     /// Answers of waited-for requests, until their waiter takes them.
     done: HashMap<RequestId, Result<Frame, CoreError>>,
+    /// Set by a reader thread while it hands bytes to the core: the
+    /// waiters of the answers are left in `unpark` and woken once it has
+    /// let go of the lock (woken under it, each would only block on it).
+    defer_unpark: bool,
+    unpark: Vec<thread::Thread>,
     /// Threads sleeping on the condition variable ([`Shared::wait`]): it
     /// is only notified when there are any.
     watchers: usize,
@@ -121,6 +127,8 @@ impl Shared {
                 sockets: HashMap::new(),
                 waiting: HashMap::new(),
                 done: HashMap::new(),
+                defer_unpark: false,
+                unpark: Vec::new(),
                 watchers: 0,
                 subscribers: Vec::new(),
                 next_subscriber: 0,
@@ -414,7 +422,11 @@ impl State {
                 Event::Response { id, result } => {
                     if let Some(waiter) = self.waiting.remove(&id) {
                         self.done.insert(id, result);
-                        waiter.unpark();
+                        if self.defer_unpark {
+                            self.unpark.push(waiter);
+                        } else {
+                            waiter.unpark();
+                        }
                     }
                 }
                 Event::Push { frame, .. } => self.route(PushMessage::parse(frame)),
@@ -601,6 +613,7 @@ fn reader_thread(me: &Weak<Shared>, socket: SocketId, mut stream: Stream) {
     let mut buf = vec![0u8; READ_BUFFER];
     let mut read: Option<io::Result<usize>> = None;
     let mut armed = Duration::ZERO;
+    let mut woken = Vec::new();
     loop {
         let Some(shared) = me.upgrade() else {
             return;
@@ -609,6 +622,7 @@ fn reader_thread(me: &Weak<Shared>, socket: SocketId, mut stream: Stream) {
         if !state.sockets.contains_key(&socket) {
             return;
         }
+        state.defer_unpark = true;
         let now = state.now();
         let ended = match read.take() {
             None => false,
@@ -628,10 +642,14 @@ fn reader_thread(me: &Weak<Shared>, socket: SocketId, mut stream: Stream) {
         };
         let timeout = state.read_timeout();
         shared.settle(&mut state);
-        if ended || !state.sockets.contains_key(&socket) {
+        state.defer_unpark = false;
+        std::mem::swap(&mut state.unpark, &mut woken);
+        let gone = ended || !state.sockets.contains_key(&socket);
+        drop(state);
+        woken.drain(..).for_each(|t| t.unpark());
+        if gone {
             return;
         }
-        drop(state);
         drop(shared);
         if timeout != armed {
             if let Err(e) = stream.set_read_timeout(timeout) {
