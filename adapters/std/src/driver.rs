@@ -15,9 +15,16 @@
 //!   once it has let go of the lock.
 //! - **One short-lived thread per connect**: it resolves, connects within
 //!   the handshake timeout, then reports.
-//! - **Writes happen under the lock**, bounded by the write timeout: a
-//!   server that stops reading holds the client up for that long at most,
-//!   then the core hears of a timed-out write and closes the connection.
+//! - **Writes are queued per socket and leave in batches.** A caller that
+//!   sent requests writes whatever is queued for their sockets itself,
+//!   outside the lock, then again whatever was queued meanwhile, until
+//!   nothing is left; callers that come while a socket is being written
+//!   only queue (many threads' requests leave in one write, and none holds
+//!   the lock through a system call). Everyone else (readers, the timer,
+//!   connects) writes under the lock, unless a caller is writing that
+//!   socket already. Each write is bounded by the write timeout: a server
+//!   that stops reading holds its writer up for that long at most, then
+//!   the core hears of a timed-out write and closes the connection.
 //! - **Waiters** ([`Shared::wait`]) sleep on the condition variable until
 //!   what they wait for is there, and act on a passed deadline themselves:
 //!   a deadline can pass while no socket exists to time a read by (a
@@ -113,8 +120,17 @@ pub(crate) struct Subscriber {
 enum Socket {
     /// A connect thread is under way.
     Connecting,
-    /// Connected; this is the writer half, the reader thread has a clone.
-    Open(Stream),
+    /// Connected.
+    Open(Open),
+}
+
+/// A connected socket's writer half (the reader thread has a clone) and
+/// its bytes waiting to be written, in order.
+struct Open {
+    stream: Arc<Stream>,
+    out: Vec<Bytes>,
+    /// A caller is writing it outside the lock: nobody else writes.
+    writing: bool,
 }
 
 impl Shared {
@@ -170,11 +186,40 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// After any change of the core: carries out its effects, hands out
-    /// its events, wakes the waiters (each reply's waiter alone, in
-    /// [`State::drain`]; the condition variable's only when there are any).
+    /// After any change of the core: carries out its effects (queued
+    /// writes included, under the lock), hands out its events, wakes the
+    /// waiters (each reply's waiter alone, in [`State::drain`]; the
+    /// condition variable's only when there are any).
     pub(crate) fn settle(&self, state: &mut State) {
         state.drain();
+        self.announce(state);
+    }
+
+    /// [`Shared::settle`] for a caller that has just sent requests: their
+    /// bytes (and whatever else is queued for a socket nobody is writing)
+    /// are written by this thread outside the lock, until nothing is left.
+    fn settle_sent<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        state.drain_effects_and_events();
+        self.announce(&mut state);
+        while let Some((socket, stream, mut out)) = state.take_unwritten() {
+            drop(state);
+            let result = stream.write_all_bufs(&mut out);
+            state = self.lock();
+            if let Some(Socket::Open(open)) = state.sockets.get_mut(&socket) {
+                open.writing = false;
+                if let Err(e) = result {
+                    let now = state.now();
+                    state.core.handle_io_error(now, socket, io_error(&e));
+                    self.settle(&mut state);
+                }
+            }
+        }
+        state
+    }
+
+    /// Wakes whoever waits on a change: the condition variable's waiters,
+    /// the timer thread when the next deadline moved earlier.
+    fn announce(&self, state: &mut State) {
         if state.watchers > 0 {
             self.changed.notify_all();
         }
@@ -200,7 +245,7 @@ impl Shared {
             .into_iter()
             .map(|cmd| state.send(lease, cmd, true))
             .collect();
-        self.settle(&mut state);
+        state = self.settle_sent(state);
         let mut results = Vec::with_capacity(ids.len());
         for id in ids {
             let (next, result) = self.wait_reply(state, id);
@@ -269,7 +314,7 @@ impl Shared {
         let now = state.now();
         let id = state.core.send_to_node(now, node, cmd);
         state.waiting.insert(id, thread::current());
-        self.settle(&mut state);
+        let state = self.settle_sent(state);
         self.wait_reply(state, id).1
     }
 
@@ -406,13 +451,21 @@ impl State {
         id
     }
 
-    /// Carries out every effect, then hands out every event.
-    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    /// Carries out every effect, writes included, then hands out every
+    /// event.
     fn drain(&mut self) {
+        self.drain_effects_and_events();
+        self.flush_here();
+    }
+
+    /// Carries out every effect (writes only queued: see
+    /// [`Shared::settle`]), then hands out every event.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn drain_effects_and_events(&mut self) {
         while let Some(effect) = self.core.poll_effect() {
             match effect {
                 Effect::Connect { socket, address } => self.connect(socket, address),
-                Effect::Send { socket, data } => self.write(socket, &data),
+                Effect::Send { socket, data } => self.write(socket, data),
                 Effect::Close { socket, reason } => self.close(socket, &reason),
                 Effect::Probe { socket } => self.probe(socket),
             }
@@ -481,25 +534,52 @@ impl State {
         }
     }
 
-    fn write(&mut self, socket: SocketId, data: &[u8]) {
-        let Some(Socket::Open(stream)) = self.sockets.get_mut(&socket) else {
-            return;
-        };
-        if let Err(e) = stream.write_all(data) {
-            let now = self.now();
-            self.core.handle_io_error(now, socket, io_error(&e));
+    fn write(&mut self, socket: SocketId, data: Bytes) {
+        if let Some(Socket::Open(open)) = self.sockets.get_mut(&socket) {
+            open.out.push(data);
         }
+    }
+
+    /// Writes, under the lock, what is queued for sockets nobody is writing.
+    fn flush_here(&mut self) {
+        loop {
+            let Some((&socket, open)) = self.sockets.iter_mut().find_map(|(id, s)| match s {
+                Socket::Open(open) if !open.writing && !open.out.is_empty() => Some((id, open)),
+                _ => None,
+            }) else {
+                return;
+            };
+            let mut out = std::mem::take(&mut open.out);
+            let result = open.stream.write_all_bufs(&mut out);
+            if let Err(e) = result {
+                let now = self.now();
+                self.core.handle_io_error(now, socket, io_error(&e));
+                self.drain_effects_and_events();
+            }
+        }
+    }
+
+    /// A socket with bytes queued that nobody is writing: taken for
+    /// writing outside the lock.
+    fn take_unwritten(&mut self) -> Option<(SocketId, Arc<Stream>, Vec<Bytes>)> {
+        self.sockets.iter_mut().find_map(|(&id, s)| match s {
+            Socket::Open(open) if !open.writing && !open.out.is_empty() => {
+                open.writing = true;
+                Some((id, open.stream.clone(), std::mem::take(&mut open.out)))
+            }
+            _ => None,
+        })
     }
 
     /// Peeks at the socket without blocking (its reader thread may be in
     /// `read` on it). Bytes waiting are left to the reader, which feeds
     /// them to the core; the core then asks again.
     fn probe(&mut self, socket: SocketId) {
-        let Some(Socket::Open(stream)) = self.sockets.get(&socket) else {
+        let Some(Socket::Open(open)) = self.sockets.get(&socket) else {
             return;
         };
         let now = self.now();
-        match stream.peek_nonblocking() {
+        match open.stream.peek_nonblocking() {
             Ok(0) => self.core.handle_eof(now, socket),
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -513,9 +593,15 @@ impl State {
     fn close(&mut self, socket: SocketId, reason: &CloseReason) {
         trace!(%socket, %reason, "closing");
         // A socket still connecting is dropped by its connect thread.
-        if let Some(Socket::Open(stream)) = self.sockets.remove(&socket) {
-            // Wakes the reader, which then sees the socket is gone.
-            let _ = stream.shutdown();
+        if let Some(Socket::Open(mut open)) = self.sockets.remove(&socket) {
+            // What it was sent last (a TLS close_notify) goes first, unless
+            // a caller is writing it right now.
+            if !open.writing && !open.out.is_empty() {
+                let _ = open.stream.write_all_bufs(&mut open.out);
+            }
+            // Wakes the reader (and a caller writing it), which then sees
+            // the socket is gone.
+            let _ = open.stream.shutdown();
         }
     }
 
@@ -591,7 +677,14 @@ fn connect_thread(
     let now = state.now();
     match opened {
         Ok((stream, reader)) => {
-            state.sockets.insert(socket, Socket::Open(stream));
+            state.sockets.insert(
+                socket,
+                Socket::Open(Open {
+                    stream: Arc::new(stream),
+                    out: Vec::new(),
+                    writing: false,
+                }),
+            );
             let me = me.clone();
             let spawned = thread::Builder::new()
                 .name("redpoll-read".into())
@@ -765,6 +858,50 @@ impl Stream {
         Err(ErrorKind::WouldBlock.into())
     }
 
+    /// Writes every buffer of `out`, in order, emptying it; blocks up to
+    /// the write timeout per write.
+    fn write_all_bufs(&self, out: &mut Vec<Bytes>) -> io::Result<()> {
+        use bytes::Buf;
+        const MAX_SLICES: usize = 64;
+        let mut first = 0;
+        loop {
+            while out.get(first).is_some_and(Bytes::is_empty) {
+                first += 1;
+            }
+            if first == out.len() {
+                break;
+            }
+            let mut slices = [io::IoSlice::new(&[]); MAX_SLICES];
+            let count = (out.len() - first).min(MAX_SLICES);
+            for (slice, bytes) in slices.iter_mut().zip(&out[first..]) {
+                *slice = io::IoSlice::new(bytes);
+            }
+            let written = match self {
+                Self::Tcp(s) => (&*s).write_vectored(&slices[..count]),
+                #[cfg(unix)]
+                Self::Unix(s) => (&*s).write_vectored(&slices[..count]),
+            };
+            match written {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(mut n) => {
+                    while n > 0 {
+                        let front = &mut out[first];
+                        let take = n.min(front.len());
+                        front.advance(take);
+                        n -= take;
+                        if front.is_empty() {
+                            first += 1;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.clear();
+        Ok(())
+    }
+
     fn shutdown(&self) -> io::Result<()> {
         match self {
             Self::Tcp(s) => s.shutdown(Shutdown::Both),
@@ -781,19 +918,5 @@ impl Read for Stream {
             #[cfg(unix)]
             Self::Unix(s) => s.read(buf),
         }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Tcp(s) => s.write(buf),
-            #[cfg(unix)]
-            Self::Unix(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }

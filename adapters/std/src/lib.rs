@@ -24,10 +24,13 @@
 //! The core sits behind one mutex. Whoever changes it (a caller sending, a
 //! thread reporting bytes) carries out its effects before letting go: opens
 //! sockets (each connect on a short-lived thread, bounded by the handshake
-//! timeout), writes (with a write timeout), closes. Each socket has a reader
-//! thread whose read timeout is the core's next deadline. Callers sleep on a
-//! condition variable until their reply is there, and act on a deadline that
-//! passes while no socket could (a connect still under way).
+//! timeout), writes (with a write timeout), closes. A caller that sent
+//! writes outside the lock, and takes along what other threads queued for
+//! the same socket meanwhile: their requests leave in one write. Each
+//! socket has a reader thread whose read timeout is the core's next
+//! deadline. Callers sleep until their reply is there (each woken alone),
+//! and act on a deadline that passes while no socket could (a connect
+//! still under way).
 //!
 //! # Features
 //!

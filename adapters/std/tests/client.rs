@@ -455,6 +455,49 @@ fn many_threads_share_one_client() {
     assert_eq!(server.client_count().unwrap(), 1);
 }
 
+/// Threads queue their requests while another thread writes the socket
+/// outside the lock; the writer then writes what they queued, in order.
+/// Values of 8 MiB make writes last and the socket take them in parts.
+#[test]
+fn large_writes_and_many_small_requests_keep_their_order() {
+    let server = server();
+    let c = client(&server);
+    let value = |i: usize| -> Vec<u8> { (0..8 << 20).map(|j| (i * 31 + j * 7) as u8).collect() };
+    let big = {
+        let c = c.clone();
+        thread::spawn(move || {
+            for i in 0..4 {
+                c.run(cmd::set(format!("big:{i}"), value(i))).unwrap();
+                let back: Vec<u8> = c.run(cmd::get(format!("big:{i}")).returning()).unwrap();
+                assert!(back == value(i), "big:{i} read back as written");
+            }
+        })
+    };
+    let small: Vec<_> = (0..16)
+        .map(|t| {
+            let c = c.clone();
+            thread::spawn(move || {
+                for n in 1..=150_i64 {
+                    let got: i64 = c.run(cmd::incr(format!("small:{t}"))).unwrap();
+                    assert_eq!(got, n, "small:{t} counts its own increments");
+                    if n % 25 == 0 {
+                        let p = Pipeline::new()
+                            .add(cmd::incr(format!("pipe:{t}")))
+                            .add(cmd::get(format!("small:{t}")).returning::<i64>());
+                        let (m, back): (i64, i64) = c.pipeline(p).unwrap();
+                        assert_eq!((m, back), (n / 25, n));
+                    }
+                }
+            })
+        })
+        .collect();
+    big.join().unwrap();
+    for t in small {
+        t.join().unwrap();
+    }
+    assert_eq!(server.client_count().unwrap(), 1);
+}
+
 #[cfg(feature = "tls")]
 #[test]
 fn tls_with_roots_client_certificates_or_no_verification() {
