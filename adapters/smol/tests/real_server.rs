@@ -555,3 +555,47 @@ fn lone_and_crowded_callers_share_one_socket_in_order() {
     });
     drop(server);
 }
+
+/// A lone caller writes its own request without waking the driver thread,
+/// but its response deadline is the driver's to keep: a server that stops
+/// answering (`CLIENT PAUSE`) must still fail the request on time, once
+/// after an idle spell (the driver asleep with no deadline at all) and once
+/// right after another request (the driver asleep until a later one).
+#[test]
+fn a_lone_callers_request_still_times_out_on_time() {
+    let server = RedisServer::start(ServerOptions::new()).expect("redis-server");
+    let timeout = Duration::from_millis(300);
+    let client = Builder::new(&server.url())
+        .unwrap()
+        .response_timeout(timeout)
+        .build()
+        .unwrap();
+    smol::block_on(async {
+        for round in 0..2 {
+            client.run(cmd::set("k", "v")).await.unwrap();
+            if round == 0 {
+                // Every deadline of the last request has passed: the driver
+                // sleeps without one.
+                async_io::Timer::after(Duration::from_millis(400)).await;
+            }
+            server
+                .cmd(&["CLIENT", "PAUSE", "2000", "ALL"])
+                .expect("CLIENT PAUSE");
+            let started = std::time::Instant::now();
+            let result = client
+                .run(cmd::get("k").returning::<Option<String>>())
+                .await;
+            let took = started.elapsed();
+            assert!(
+                matches!(result, Err(Error::Connection(redpoll_core::Error::Timeout))),
+                "round {round}: expected a response timeout, got {result:?}"
+            );
+            assert!(
+                took < timeout + Duration::from_millis(500),
+                "round {round}: timed out after {took:?}"
+            );
+            server.cmd(&["CLIENT", "UNPAUSE"]).expect("CLIENT UNPAUSE");
+            client.wait_connected().await.unwrap();
+        }
+    });
+}
