@@ -115,9 +115,14 @@ fn a_seed_replays_exactly() {
 ///   request (`UNWATCH`) went to it. The core's rule probes at checkout
 ///   only (a held lease is its user's), so the I2 check had blamed it
 ///   wrongly; a clean probe now covers the write it checked out.
+/// - 130627: the same without a probe: the connection was handed to the
+///   waiting lease while quiet for less than `probe_after` (no probe due),
+///   and the server closed it before the lease's first write. The check
+///   now applies the probe rule at the checkout
+///   (`Client::checked_out_at`), as the core does.
 #[test]
 fn regressions() {
-    for seed in [8673, 15403] {
+    for seed in [8673, 15403, 130627] {
         if let Err(failure) = sim::run(seed, Profile::Full) {
             panic!("{failure}");
         }

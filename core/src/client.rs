@@ -618,6 +618,17 @@ impl Client {
         self.shared.as_ref().map_or(0, Conn::in_flight)
     }
 
+    /// When the dedicated connection of `socket` was handed to its current
+    /// user (a lease or a blocking command): the instant of its checkout
+    /// decision, whose probe rule covers everything the user then writes
+    /// to it (a held lease is not checked again). `None` for the shared
+    /// connection and for idle ones. For diagnostics and the simulation's
+    /// liveness check.
+    #[must_use]
+    pub fn checked_out_at(&self, socket: SocketId) -> Option<Instant> {
+        self.pool.checked_out_at(socket)
+    }
+
     /// Open dedicated connections (blocking commands and leases).
     #[must_use]
     pub fn dedicated_connections(&self) -> usize {

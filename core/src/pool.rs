@@ -340,6 +340,8 @@ struct Pooled {
     /// `conn.written()` when it was handed to its user: if it fails with
     /// nothing more written, the user moves on to another connection.
     written_at_checkout: u64,
+    /// When it was handed to its user (the checkout decision's instant).
+    checked_out_at: Instant,
 }
 
 impl Pooled {
@@ -430,6 +432,7 @@ impl Pool {
                     }
                     pooled.use_ = use_;
                     pooled.written_at_checkout = pooled.conn.written();
+                    pooled.checked_out_at = ctx.now;
                     return Ok(true);
                 }
             }
@@ -474,6 +477,7 @@ impl Pool {
             conn,
             use_,
             created: ctx.now,
+            checked_out_at: ctx.now,
         });
         Ok(())
     }
@@ -548,6 +552,15 @@ impl Pool {
         } else {
             p.use_ = Use::Idle;
         }
+    }
+
+    /// When the connection of `socket` was handed to its current user;
+    /// `None` when it is idle or not in the pool.
+    pub(crate) fn checked_out_at(&self, socket: SocketId) -> Option<Instant> {
+        self.conns
+            .iter()
+            .find(|p| p.conn.socket() == socket && p.use_ != Use::Idle)
+            .map(|p| p.checked_out_at)
     }
 
     /// The connection of `socket`.

@@ -23,13 +23,15 @@
 //!   (nothing read) for at least [`PoolConfig::probe_after`]. Then the
 //!   core's own rule asked for a probe before the write, and the probe
 //!   would have found the EOF: the write hands a request a dead
-//!   connection. A probe that found nothing covers the first write after
-//!   it, however late: that write belongs to the checkout the probe was
-//!   for (a lease whose first request was cancelled while it waited for
-//!   its connection writes only when its user sends again), and a held
-//!   lease is not re-checked, by design. (The server's timeout is above
-//!   the longest pause of a lease script, so a lease's later writes come
-//!   before any idle close.)
+//!   connection. The rule is applied at the checkout: for the shared
+//!   connection the write itself, for a dedicated one the moment it was
+//!   handed to its lease or blocking command
+//!   ([`Client::checked_out_at`](redpoll_core::Client::checked_out_at)):
+//!   a held lease is not re-checked, by design, so a connection the server
+//!   closed after its checkout died in its user's hands (a lease whose
+//!   first request was cancelled while it waited for the connection
+//!   writes only when its user sends again, however late). A probe that
+//!   found nothing also covers the first write after it.
 //! - **Stale connections never consume retries** ([`Invariant::PoolRetries`]):
 //!   while a probe of a socket is out, everything queued on it is gated,
 //!   never written; so whatever the world then reports on that socket (an
@@ -136,8 +138,16 @@ impl Liveness {
         let Some(after) = view.params.pool.probe_after else {
             return Ok(());
         };
-        let quiet = now.saturating_duration_since(sock.last_rx);
-        if quiet >= after && view.net.peer_close_arrived(socket, now) {
+        // The probe rule is the checkout's: the shared connection's is this
+        // write, a dedicated connection's the moment it was handed to its
+        // lease (or blocking command). Closed by the server after that, it
+        // died in its user's hands: the core could not have known.
+        let checkout = view.client.checked_out_at(socket).unwrap_or(now);
+        if closed > checkout {
+            return Ok(());
+        }
+        let quiet = checkout.saturating_duration_since(sock.last_rx);
+        if quiet >= after && view.net.peer_close_arrived(socket, checkout) {
             let v = Violation::new(
                 Invariant::PoolLiveness,
                 format!(
