@@ -57,7 +57,6 @@
 use std::hint::black_box;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -70,7 +69,10 @@ use redpoll_testkit::cluster::{Cluster, ClusterOptions, SLOTS, hash_tag_for_slot
 
 #[path = "support/smol_pool.rs"]
 mod smol_pool;
+#[path = "support/std_pool.rs"]
+mod std_pool;
 use smol_pool::SmolPool;
+use std_pool::StdPool;
 
 /// Batch sizes (commands per batch: half `SET`, half `GET`).
 const BATCHES: [usize; 2] = [64, 256];
@@ -450,69 +452,6 @@ fn batch_group(g: &mut BenchmarkGroup<'_, WallTime>, c: &mut Clients, keys: &Key
 // ---------------------------------------------------------------------------
 // 50 concurrent tasks, single GETs over all slots.
 
-/// 50 threads, each with a clone of a redpoll-std client, started once.
-struct StdPool {
-    jobs: Vec<mpsc::Sender<u64>>,
-    done: mpsc::Receiver<()>,
-    threads: Vec<thread::JoinHandle<()>>,
-}
-
-impl StdPool {
-    fn new(client: &redpoll_std::Client, keys: &Arc<Keys>) -> Self {
-        let (done_tx, done) = mpsc::channel();
-        let mut jobs = Vec::new();
-        let mut threads = Vec::new();
-        for t in 0..TASKS {
-            let (tx, rx) = mpsc::channel::<u64>();
-            let client = client.clone();
-            let keys = keys.clone();
-            let done_tx = done_tx.clone();
-            threads.push(
-                thread::Builder::new()
-                    .name(format!("std-{t}"))
-                    .spawn(move || {
-                        let mut n = t * TASK_SPREAD;
-                        while let Ok(gets) = rx.recv() {
-                            for _ in 0..gets {
-                                let v = client.run(cmd::get(keys.key(n))).unwrap();
-                                assert!(black_box(v).is_some());
-                                n += 1;
-                            }
-                            done_tx.send(()).unwrap();
-                        }
-                    })
-                    .expect("start a thread"),
-            );
-            jobs.push(tx);
-        }
-        Self {
-            jobs,
-            done,
-            threads,
-        }
-    }
-
-    fn run(&self, gets_per_thread: u64) -> Duration {
-        let start = Instant::now();
-        for job in &self.jobs {
-            job.send(gets_per_thread).unwrap();
-        }
-        for _ in 0..TASKS {
-            self.done.recv().unwrap();
-        }
-        start.elapsed()
-    }
-}
-
-impl Drop for StdPool {
-    fn drop(&mut self) {
-        self.jobs.clear();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
 fn concurrent_group(g: &mut BenchmarkGroup<'_, WallTime>, c: &Clients, keys: &Arc<Keys>) {
     for (id, client) in [
         ("redpoll-smol", &c.smol),
@@ -545,7 +484,13 @@ fn concurrent_group(g: &mut BenchmarkGroup<'_, WallTime>, c: &Clients, keys: &Ar
         });
     }
 
-    let pool = StdPool::new(&c.std, keys);
+    let pool = StdPool::new(&c.std, TASKS, {
+        let keys = keys.clone();
+        move |client, t, i| {
+            let v = client.run(cmd::get(keys.key(t * TASK_SPREAD + i))).unwrap();
+            assert!(black_box(v).is_some());
+        }
+    });
     g.bench_function("redpoll-std", |b| {
         b.iter_custom(|iters| pool.run(iters * GETS_PER_TASK));
     });

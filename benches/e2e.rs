@@ -42,7 +42,6 @@
 //! parses: `cargo nextest run --all-targets` lists benches).
 
 use std::hint::black_box;
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -53,7 +52,10 @@ use redpoll_testkit::server::{RedisServer, ServerOptions};
 
 #[path = "support/smol_pool.rs"]
 mod smol_pool;
+#[path = "support/std_pool.rs"]
+mod std_pool;
 use smol_pool::SmolPool;
+use std_pool::StdPool;
 
 /// The keys the pipelines write and read.
 const KEYS: [&str; 4] = ["e2e:k0", "e2e:k1", "e2e:k2", "e2e:k3"];
@@ -500,66 +502,6 @@ fn depth_group(g: &mut BenchmarkGroup<'_, WallTime>, c: &mut Clients, depth: usi
 // per measurement and each does `iters * 20` GETs, so one iteration is 1,000
 // GETs and the spawn / join is shared by all the iterations of a sample.
 
-/// 50 threads, each with a clone of a redpoll-std client, started once.
-struct StdPool {
-    jobs: Vec<mpsc::Sender<u64>>,
-    done: mpsc::Receiver<()>,
-    threads: Vec<thread::JoinHandle<()>>,
-}
-
-impl StdPool {
-    fn new(client: &redpoll_std::Client) -> Self {
-        let (done_tx, done) = mpsc::channel();
-        let mut jobs = Vec::new();
-        let mut threads = Vec::new();
-        for i in 0..TASKS {
-            let (tx, rx) = mpsc::channel::<u64>();
-            let client = client.clone();
-            let done_tx = done_tx.clone();
-            threads.push(
-                thread::Builder::new()
-                    .name(format!("std-{i}"))
-                    .spawn(move || {
-                        while let Ok(gets) = rx.recv() {
-                            for _ in 0..gets {
-                                let v = client.run(cmd::get(CONCURRENT_KEY)).unwrap();
-                                assert!(black_box(v).is_some());
-                            }
-                            done_tx.send(()).unwrap();
-                        }
-                    })
-                    .expect("start a thread"),
-            );
-            jobs.push(tx);
-        }
-        Self {
-            jobs,
-            done,
-            threads,
-        }
-    }
-
-    fn run(&self, gets_per_thread: u64) -> Duration {
-        let start = Instant::now();
-        for job in &self.jobs {
-            job.send(gets_per_thread).unwrap();
-        }
-        for _ in 0..TASKS {
-            self.done.recv().unwrap();
-        }
-        start.elapsed()
-    }
-}
-
-impl Drop for StdPool {
-    fn drop(&mut self) {
-        self.jobs.clear();
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
 fn concurrent_group(g: &mut BenchmarkGroup<'_, WallTime>, c: &Clients) {
     for (id, client) in [
         ("redpoll-smol", &c.smol),
@@ -590,7 +532,10 @@ fn concurrent_group(g: &mut BenchmarkGroup<'_, WallTime>, c: &Clients) {
         });
     }
 
-    let pool = StdPool::new(&c.std);
+    let pool = StdPool::new(&c.std, TASKS, |client, _, _| {
+        let v = client.run(cmd::get(CONCURRENT_KEY)).unwrap();
+        assert!(black_box(v).is_some());
+    });
     g.bench_function("redpoll-std", |b| {
         b.iter_custom(|iters| pool.run(iters * GETS_PER_TASK));
     });
