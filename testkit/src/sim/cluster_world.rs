@@ -1533,51 +1533,20 @@ pub fn sweep(start: u64, count: u64, threads: usize, stop_at_first: bool) -> Swe
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::FailureLine;
 
-    fn env(name: &str, default: u64) -> u64 {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    }
-
-    /// The engine of `scripts/mutants.sh` for the cluster mutants (run with
-    /// `--ignored`): the seeds `SIM_START..SIM_START + SIM_SEEDS` on
-    /// `SIM_THREADS` threads, stopping at the lowest failing seed with
-    /// `SIM_STOP_AT_FIRST=1`. Prints one `SIM_RESULT` line, and one
-    /// `SIM_FAILURE` line per failing seed.
+    /// The cluster simulation's [`sweep_from_env`](crate::sim::sweep_from_env),
+    /// for `scripts/mutants.sh` and `scripts/soak.sh`.
     #[test]
     #[ignore = "run by scripts/mutants.sh"]
     fn cluster_sweep_from_env() {
-        let start = env("SIM_START", 0);
-        let count = env("SIM_SEEDS", 2000);
-        let threads = env(
-            "SIM_THREADS",
-            std::thread::available_parallelism().map_or(2, |n| n.get() as u64),
-        ) as usize;
-        let stop_at_first = env("SIM_STOP_AT_FIRST", 0) == 1;
-        let clock = std::time::Instant::now();
-        let sweep = sweep(start, count, threads, stop_at_first);
-        let first = sweep.failures.first();
-        println!(
-            "SIM_RESULT ran={} failures={} first_failing_seed={} invariant={:?} seconds={:.1}",
-            sweep.ran,
-            sweep.failures.len(),
-            first.map_or_else(|| "none".to_owned(), |f| f.seed.to_string()),
-            first.map(|f| f.invariant.to_owned()),
-            clock.elapsed().as_secs_f64()
-        );
-        println!("{:#?}", sweep.stats);
-        for f in &sweep.failures {
-            println!(
-                "SIM_FAILURE seed={} invariant={:?} at={:?}: {}",
-                f.seed,
-                f.invariant,
-                f.at,
-                f.message.chars().take(300).collect::<String>()
-            );
-        }
-        if let Some(first) = first {
+        let sweep = crate::sim::sweep_from_env(sweep, |f: &Failure| FailureLine {
+            seed: f.seed,
+            invariant: f.invariant.to_owned(),
+            at: f.at,
+            message: f.message.clone(),
+        });
+        if let Some(first) = sweep.failures.first() {
             panic!("{first}");
         }
     }

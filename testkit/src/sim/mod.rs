@@ -542,54 +542,87 @@ where
     }
 }
 
+/// What a sweep's report says of one failure: its seed, the name of the
+/// invariant it broke, when, and the message.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) struct FailureLine {
+    pub(crate) seed: u64,
+    pub(crate) invariant: String,
+    pub(crate) at: Duration,
+    pub(crate) message: String,
+}
 
+/// The engine of `scripts/soak.sh` and `scripts/mutants.sh` (tests run
+/// with `--ignored`): `sweep` runs the seeds `SIM_START..SIM_START +
+/// SIM_SEEDS` on `SIM_THREADS` threads, stopping at the lowest failing
+/// seed with `SIM_STOP_AT_FIRST=1`. Prints one `SIM_RESULT` line (the
+/// scripts read it), the statistics, and one `SIM_FAILURE` line per
+/// failing seed; returns the sweep.
+#[cfg(test)]
+pub(crate) fn sweep_from_env<S: fmt::Debug, F>(
+    sweep: impl FnOnce(u64, u64, usize, bool) -> Sweep<S, F>,
+    line: impl Fn(&F) -> FailureLine,
+) -> Sweep<S, F> {
     fn env(name: &str, default: u64) -> u64 {
         std::env::var(name)
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     }
+    let start = env("SIM_START", 0);
+    let count = env("SIM_SEEDS", 2000);
+    let threads = env(
+        "SIM_THREADS",
+        std::thread::available_parallelism().map_or(2, |n| n.get() as u64),
+    ) as usize;
+    let stop_at_first = env("SIM_STOP_AT_FIRST", 0) == 1;
+    let clock = std::time::Instant::now();
+    let sweep = sweep(start, count, threads, stop_at_first);
+    let first = sweep.failures.first().map(&line);
+    println!(
+        "SIM_RESULT ran={} failures={} first_failing_seed={} invariant={:?} seconds={:.1}",
+        sweep.ran,
+        sweep.failures.len(),
+        first
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |f| f.seed.to_string()),
+        first.map(|f| f.invariant),
+        clock.elapsed().as_secs_f64()
+    );
+    println!("{:#?}", sweep.stats);
+    for f in sweep.failures.iter().map(&line) {
+        println!(
+            "SIM_FAILURE seed={} invariant={:?} at={:?}: {}",
+            f.seed,
+            f.invariant,
+            f.at,
+            f.message.chars().take(300).collect::<String>()
+        );
+    }
+    sweep
+}
 
-    /// The engine of `scripts/soak.sh` and `scripts/mutants.sh`, which run
-    /// it with `--ignored`: the seeds `SIM_START..SIM_START + SIM_SEEDS` on
-    /// `SIM_THREADS` threads in the profile `SIM_PROFILE`, stopping at the
-    /// lowest failing seed with `SIM_STOP_AT_FIRST=1`. Prints one
-    /// `SIM_RESULT` line, and one `SIM_FAILURE` line per failing seed.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// See [`sweep_from_env`], in the profile `SIM_PROFILE`.
     #[test]
     #[ignore = "run by scripts/soak.sh and scripts/mutants.sh"]
     fn sweep_from_env() {
-        let start = env("SIM_START", 0);
-        let count = env("SIM_SEEDS", 2000);
-        let threads = env(
-            "SIM_THREADS",
-            std::thread::available_parallelism().map_or(2, |n| n.get() as u64),
-        ) as usize;
-        let stop_at_first = env("SIM_STOP_AT_FIRST", 0) == 1;
-        let clock = std::time::Instant::now();
-        let sweep = sweep_parallel(start, count, Profile::from_env(), threads, stop_at_first);
-        let first = sweep.failures.first();
-        println!(
-            "SIM_RESULT ran={} failures={} first_failing_seed={} invariant={:?} seconds={:.1}",
-            sweep.ran,
-            sweep.failures.len(),
-            first.map_or_else(|| "none".to_owned(), |f| f.seed.to_string()),
-            first.map(|f| f.violation.invariant.to_string()),
-            clock.elapsed().as_secs_f64()
+        let profile = Profile::from_env();
+        let sweep = super::sweep_from_env(
+            |start, count, threads, stop_at_first| {
+                sweep_parallel(start, count, profile, threads, stop_at_first)
+            },
+            |f: &Failure| FailureLine {
+                seed: f.seed,
+                invariant: f.violation.invariant.to_string(),
+                at: f.at,
+                message: f.violation.message.clone(),
+            },
         );
-        println!("{:#?}", sweep.stats);
-        for f in &sweep.failures {
-            println!(
-                "SIM_FAILURE seed={} invariant={:?} at={:?}: {}",
-                f.seed,
-                f.violation.invariant,
-                f.at,
-                f.violation.message.chars().take(300).collect::<String>()
-            );
-        }
-        if let Some(first) = first {
+        if let Some(first) = sweep.failures.first() {
             panic!("{first}\nshrunk:\n{}", shrink(first));
         }
     }
