@@ -405,15 +405,10 @@ impl ClusterClient {
     /// Sends a command to the node serving its keys; its outcome is one
     /// [`Event::Response`] with the returned id, after any redirects.
     pub fn send<C: Command + ?Sized>(&mut self, now: Instant, cmd: &C) -> RequestId {
-        self.now = now;
-        let id = self.next_id();
-        if self.shut_down {
-            self.respond(id, Err(Error::Shutdown));
-            return id;
-        }
-        cmd.encode(&mut self.staging);
-        let bytes = self.staging.split().freeze();
-        let mut p = self.pending(now, bytes, cmd.block_timeout(), cmd.reply_kind());
+        let (id, mut p) = match self.accept(now, cmd) {
+            Ok(accepted) => accepted,
+            Err(id) => return id,
+        };
         match args(&p.cmd).map(command_slot) {
             Some(Ok(Some(slot))) => p.slot = Some(slot),
             Some(Ok(None)) => p.fan_out = args(&p.cmd).and_then(fan_out),

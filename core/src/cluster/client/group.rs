@@ -73,20 +73,37 @@ impl ClusterClient {
         node: &NodeKey,
         cmd: &C,
     ) -> RequestId {
-        self.now = now;
-        let id = self.next_id();
-        if self.shut_down {
-            self.respond(id, Err(Error::Shutdown));
-            return id;
-        }
-        cmd.encode(&mut self.staging);
-        let bytes = self.staging.split().freeze();
-        let mut p = self.pending(now, bytes, cmd.block_timeout(), cmd.reply_kind());
+        let (id, mut p) = match self.accept(now, cmd) {
+            Ok(accepted) => accepted,
+            Err(id) => return id,
+        };
         p.node = Some(node.clone());
         self.admit(id, p);
         self.dispatch(now, id);
         self.pump(now);
         id
+    }
+
+    /// An application command taken in: its id and its request, encoded,
+    /// routed by slot unless told otherwise; `Err(id)` after shutdown, its
+    /// failure already reported.
+    pub(super) fn accept<C: Command + ?Sized>(
+        &mut self,
+        now: Instant,
+        cmd: &C,
+    ) -> Result<(RequestId, Pending), RequestId> {
+        self.now = now;
+        let id = self.next_id();
+        if self.shut_down {
+            self.respond(id, Err(Error::Shutdown));
+            return Err(id);
+        }
+        cmd.encode(&mut self.staging);
+        let bytes = self.staging.split().freeze();
+        Ok((
+            id,
+            self.pending(now, bytes, cmd.block_timeout(), cmd.reply_kind()),
+        ))
     }
 
     /// A new request for `cmd`, with its deadline; routed by slot unless
