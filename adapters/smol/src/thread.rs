@@ -196,13 +196,13 @@ impl Direct {
 /// socket took, 0 if none.
 fn write_now(raw: &Raw, data: &[u8]) -> io::Result<usize> {
     loop {
-        return match raw.write_vectored(&[io::IoSlice::new(data)]) {
-            Ok(0) if !data.is_empty() => Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-            Err(e) => Err(e),
-        };
+        match raw.write_vectored(&[io::IoSlice::new(data)]) {
+            Ok(0) if !data.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -420,40 +420,38 @@ impl ThreadDriver {
     }
 
     fn carry_out(&mut self, state: &mut State, effect: Effect) {
-        {
-            match effect {
-                Effect::Connect { socket, address } => {
-                    state.trace_connect(socket, &address);
-                    self.sockets
-                        .insert(socket, Socket::Connecting(connect(address)));
+        match effect {
+            Effect::Connect { socket, address } => {
+                state.trace_connect(socket, &address);
+                self.sockets
+                    .insert(socket, Socket::Connecting(connect(address)));
+            }
+            Effect::Send { socket, data } => {
+                if let Some(Socket::Open(open)) = self.sockets.get_mut(&socket) {
+                    open.clear.store(false, Ordering::SeqCst);
+                    open.out.push_back(data);
                 }
-                Effect::Send { socket, data } => {
-                    if let Some(Socket::Open(open)) = self.sockets.get_mut(&socket) {
-                        open.clear.store(false, Ordering::SeqCst);
-                        open.out.push_back(data);
-                    }
+            }
+            Effect::Close { socket, reason } => {
+                state.trace_close(socket, &reason);
+                if let Some(direct) = state.direct.as_mut() {
+                    direct.socks.remove(&socket);
                 }
-                Effect::Close { socket, reason } => {
-                    state.trace_close(socket, &reason);
-                    if let Some(direct) = state.direct.as_mut() {
-                        direct.socks.remove(&socket);
-                    }
-                    if let Some(Socket::Open(open)) = self.sockets.remove(&socket) {
-                        self.deregister(&open);
-                        open.raw.shutdown();
-                    }
+                if let Some(Socket::Open(open)) = self.sockets.remove(&socket) {
+                    self.deregister(&open);
+                    open.raw.shutdown();
                 }
-                // Sockets are read when readable, but a request may come
-                // before the thread has read an EOF already there: look now.
-                Effect::Probe { socket } => {
-                    if let Some(Socket::Open(open)) = self.sockets.get_mut(&socket)
-                        && open.registered
-                    {
-                        let raw = &open.raw;
-                        if probe(|buf| raw.read(buf), &mut self.buf, state, socket) {
-                            open.registered = false;
-                            let _ = self.notifier.poller.delete(open.raw.fd());
-                        }
+            }
+            // Sockets are read when readable, but a request may come
+            // before the thread has read an EOF already there: look now.
+            Effect::Probe { socket } => {
+                if let Some(Socket::Open(open)) = self.sockets.get_mut(&socket)
+                    && open.registered
+                {
+                    let raw = &open.raw;
+                    if probe(|buf| raw.read(buf), &mut self.buf, state, socket) {
+                        open.registered = false;
+                        let _ = self.notifier.poller.delete(open.raw.fd());
                     }
                 }
             }
