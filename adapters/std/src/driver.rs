@@ -275,22 +275,32 @@ impl Shared {
                 // sleep for ever.
                 return (state, Err(CoreError::Shutdown));
             }
-            let now = state.now();
-            let deadline = state.core.poll_timeout();
-            if deadline.is_some_and(|at| at <= now) {
-                state.core.handle_timeout(now);
-                self.settle(&mut state);
+            let Some(wait) = self.fire_due(&mut state) else {
                 continue;
-            }
+            };
             drop(state);
             // An unpark between the unlock and the park is not lost: it
             // leaves the token that makes `park` return at once.
-            match deadline {
-                Some(at) => thread::park_timeout(at.saturating_duration_since(now)),
+            match wait {
+                Some(wait) => thread::park_timeout(wait),
                 None => thread::park(),
             }
             state = self.lock();
         }
+    }
+
+    /// A waiter's look at the core's deadline: fired when it has passed
+    /// (`None`: look again at what the waiter waits for), else how long
+    /// until it (`Some(None)`: no deadline).
+    fn fire_due(&self, state: &mut State) -> Option<Option<Duration>> {
+        let now = state.now();
+        let deadline = state.core.poll_timeout();
+        if deadline.is_some_and(|at| at <= now) {
+            state.core.handle_timeout(now);
+            self.settle(state);
+            return None;
+        }
+        Some(deadline.map(|at| at.saturating_duration_since(now)))
     }
 
     /// Sends one command and waits for its reply.
@@ -330,14 +340,9 @@ impl Shared {
             if let Some(r) = ready(&mut state) {
                 return (state, Some(r));
             }
-            let now = state.now();
-            let deadline = state.core.poll_timeout();
-            if deadline.is_some_and(|at| at <= now) {
-                state.core.handle_timeout(now);
-                self.settle(&mut state);
+            let Some(mut wait) = self.fire_due(&mut state) else {
                 continue;
-            }
-            let mut wait = deadline.map(|at| at.saturating_duration_since(now));
+            };
             if let Some(until) = until {
                 let left = until.saturating_duration_since(StdInstant::now());
                 if left.is_zero() {
