@@ -618,6 +618,30 @@ impl Client {
         self.shared.as_ref().map_or(0, Conn::in_flight)
     }
 
+    /// Whether the client expects bytes on `socket`: its connection is
+    /// still opening (TCP, TLS, handshake), has requests outstanding
+    /// (cancelled ones included, their replies must be read and dropped),
+    /// or carries the subscriptions. An adapter that reads a socket only
+    /// while this holds still serves every request and push; reading at
+    /// other times only notices a peer's close early (the liveness probe
+    /// before the next write notices it too). `false` for a socket the
+    /// client no longer knows.
+    #[must_use]
+    pub fn expects_data(&self, socket: SocketId) -> bool {
+        let expects = |conn: &Conn, subscribed: bool| match conn.phase() {
+            ConnPhase::Connecting | ConnPhase::Tls | ConnPhase::Handshake => true,
+            ConnPhase::Ready => !conn.is_quiet() || subscribed,
+            ConnPhase::Closed => false,
+        };
+        if let Some(conn) = self.shared.as_ref().filter(|c| c.socket() == socket) {
+            return expects(conn, !self.subscriptions.is_empty());
+        }
+        self.pool
+            .conns()
+            .find(|c| c.socket() == socket)
+            .is_some_and(|c| expects(c, false))
+    }
+
     /// When the dedicated connection of `socket` was handed to its current
     /// user (a lease or a blocking command): the instant of its checkout
     /// decision, whose probe rule covers everything the user then writes

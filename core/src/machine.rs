@@ -117,6 +117,8 @@ impl Machine {
         mut fn connect(now: Instant);
         /// [`Client::is_connected`].
         ref fn is_connected() -> bool;
+        /// [`Client::expects_data`].
+        ref fn expects_data(socket: SocketId) -> bool;
         /// [`Client::lease`].
         mut fn lease(now: Instant) -> Result<LeaseId, Error>;
         /// [`Client::send_leased`].

@@ -1867,3 +1867,32 @@ fn when_every_primary_and_seed_died_the_refresh_asks_the_promoted_replicas() {
     assert_eq!(owner.as_deref(), Some("127.0.0.1:7100"));
     net.shutdown_and_check();
 }
+
+#[test]
+fn the_cluster_client_says_which_sockets_it_expects_bytes_on() {
+    let mut net = warmed_up();
+    let sockets: Vec<(SocketId, u16)> = net.peers.iter().map(|(s, (p, _))| (*s, *p)).collect();
+    assert_eq!(sockets.len(), 3, "one connection per node");
+    for (socket, port) in &sockets {
+        assert!(!net.client.expects_data(*socket), "{port}: quiet");
+    }
+    net.paused.insert(7001);
+    let id = net.send(&["GET", &key_on(7001, 0)]);
+    for (socket, port) in &sockets {
+        assert_eq!(
+            net.client.expects_data(*socket),
+            *port == 7001,
+            "{port}: only the node with the request in flight"
+        );
+    }
+    net.paused.remove(&7001);
+    net.run();
+    assert_eq!(net.reply(id), bulk("v"));
+    for (socket, port) in &sockets {
+        assert!(!net.client.expects_data(*socket), "{port}: quiet again");
+    }
+    net.shutdown_and_check();
+    for (socket, port) in &sockets {
+        assert!(!net.client.expects_data(*socket), "{port}: closed");
+    }
+}

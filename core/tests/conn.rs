@@ -982,3 +982,65 @@ fn pub_sub_over_resp2_is_refused_not_desynchronised() {
     assert_eq!(w.reply(ping), Frame::Simple("PONG".into()));
     w.shutdown_and_check();
 }
+
+#[test]
+fn the_client_says_which_sockets_it_expects_bytes_on() {
+    let mut w = world(config(), || {
+        Peer::plain().with_handler(|c| {
+            (c[0].as_ref() == b"SUBSCRIBE").then(|| {
+                Answer::Reply(Frame::Push(vec![
+                    bulk("subscribe"),
+                    Frame::Bulk(c[1].clone()),
+                    Frame::Integer(1),
+                ]))
+            })
+        })
+    });
+    w.deliver = false;
+    let get = w.client.send(w.now, &["GET", "k"]);
+    w.run();
+    let socket = w.sockets()[0];
+    assert!(w.client.expects_data(socket), "the handshake is under way");
+    w.deliver = true;
+    w.run();
+    assert_eq!(w.reply(get), Frame::Null);
+    assert!(!w.client.expects_data(socket), "ready and quiet");
+
+    // A request in flight, then cancelled: its reply must still be read.
+    w.deliver = false;
+    let get = w.client.send(w.now, &["GET", "k"]);
+    w.run();
+    assert!(w.client.expects_data(socket), "a request in flight");
+    w.client.cancel(get);
+    assert!(w.client.expects_data(socket), "a cancelled request's reply");
+    w.deliver = true;
+    w.run();
+    assert!(!w.client.expects_data(socket), "the tombstone's reply came");
+
+    // A dedicated connection, in use and then idle.
+    let lease = w.client.lease(w.now).expect("a lease");
+    w.run();
+    w.deliver = false;
+    let set = w.client.send_leased(w.now, lease, &["SET", "k", "v"]);
+    w.run();
+    let dedicated = *w.sockets().last().expect("a dedicated socket");
+    assert_ne!(dedicated, socket);
+    assert!(w.client.expects_data(dedicated));
+    assert!(!w.client.expects_data(socket), "the shared one is quiet");
+    w.deliver = true;
+    w.run();
+    assert_eq!(w.reply(set), Frame::Simple("OK".into()));
+    w.client.release(w.now, lease);
+    w.run();
+    assert!(!w.client.expects_data(dedicated), "idle in the pool");
+
+    // Subscriptions: pushes may come at any time.
+    let sub = w.client.send(w.now, &cmd::subscribe(["news"]));
+    w.run();
+    assert!(matches!(w.response(sub), Some(Ok(Frame::Push(_)))));
+    assert!(w.client.expects_data(socket), "subscribed");
+
+    w.shutdown_and_check();
+    assert!(!w.client.expects_data(socket), "closed");
+    assert!(!w.client.expects_data(dedicated), "closed");
+}

@@ -9,10 +9,16 @@
 //!   ([`Shared::settle`]): every effect is carried out (connect, write,
 //!   close), every reply is put where its caller finds it, every push is
 //!   queued for the subscriptions that want it, and the waiters are woken.
-//! - **One reader thread per socket**: a blocking `read` whose timeout is
-//!   the core's next deadline (at most [`MAX_READ_WAIT`]); it reports data,
-//!   EOF, errors and passed deadlines, and wakes the waiters of the answers
-//!   once it has let go of the lock.
+//! - **One reader at a time per socket** ([`Reading`]): a blocking `read`
+//!   whose timeout is the core's next deadline (at most [`MAX_READ_WAIT`]);
+//!   it reports data, EOF, errors and passed deadlines, and wakes the
+//!   waiters of the answers once it has let go of the lock. A caller whose
+//!   requests went to a socket nobody reads (nothing else is out on it)
+//!   reads their replies itself, as a blocking client without a driver
+//!   would: no thread hop per reply. Otherwise the socket's reader thread
+//!   reads whenever the core expects bytes; when none are expected it
+//!   leaves the socket unread for [`IDLE_HANDOVER`] (for the next caller),
+//!   then watches it again for a close by the server.
 //! - **One short-lived thread per connect**: it resolves, connects within
 //!   the handshake timeout, then reports.
 //! - **Writes are queued per socket and leave in batches.** A caller that
@@ -65,6 +71,13 @@ const MAX_READ_WAIT: Duration = Duration::from_secs(1);
 const MIN_READ_WAIT: Duration = Duration::from_millis(1);
 /// The read buffer of each socket.
 const READ_BUFFER: usize = 64 * 1024;
+/// How long a socket nobody expects bytes on is left unread after its last
+/// reply, for the next caller to read its own: then its reader thread
+/// watches it again (for a close by the server).
+const IDLE_HANDOVER: Duration = Duration::from_millis(50);
+/// A caller that writes more than this reads nothing itself: while a long
+/// write blocks, the reader thread keeps the replies moving.
+const CALLER_READS_UP_TO: usize = 64 * 1024;
 
 /// What the client handles share.
 pub(crate) struct Shared {
@@ -86,11 +99,15 @@ pub(crate) struct State {
     waiting: HashMap<RequestId, thread::Thread>,
     /// Answers of waited-for requests, until their waiter takes them.
     done: HashMap<RequestId, Result<Frame, CoreError>>,
-    /// Set by a reader thread while it hands bytes to the core: the
-    /// waiters of the answers are left in `unpark` and woken once it has
-    /// let go of the lock (woken under it, each would only block on it).
+    /// Set by a reader (thread or caller) while it hands bytes to the
+    /// core: the waiters of the answers are left in `unpark` and woken once
+    /// it has let go of the lock (woken under it, each would only block on
+    /// it).
     defer_unpark: bool,
     unpark: Vec<thread::Thread>,
+    /// The sockets written to since [`Shared::settle_sent`] began: the one
+    /// its caller's requests went to.
+    sent_to: SentTo,
     /// Threads sleeping on the condition variable ([`Shared::wait`]): it
     /// is only notified when there are any.
     watchers: usize,
@@ -124,13 +141,50 @@ enum Socket {
     Open(Open),
 }
 
-/// A connected socket's writer half (the reader thread has a clone) and
-/// its bytes waiting to be written, in order.
+/// A connected socket's writer half (the reader thread has a clone), its
+/// bytes waiting to be written, in order, and who reads it.
 struct Open {
     stream: Arc<Stream>,
     out: Vec<Bytes>,
     /// A caller is writing it outside the lock: nobody else writes.
     writing: bool,
+    /// Who reads it: one at a time, whoever holds this.
+    reading: Reading,
+    /// When it last went unread ([`Reading::Nobody`]).
+    unread_since: StdInstant,
+    /// The read timeout last set on it (its handles share one).
+    armed: Duration,
+    /// Its reader thread: woken when the socket becomes its to read, or
+    /// is closed.
+    reader: thread::Thread,
+    /// The read buffer of the callers that read it.
+    buf: Vec<u8>,
+}
+
+/// Who reads a socket.
+///
+/// A caller whose requests are the only ones on a socket nobody reads
+/// reads their replies itself, as a blocking client without a driver
+/// would: no thread hands them over. Whenever the core expects bytes on a
+/// socket nobody else reads, its reader thread does ([`State::assign_readers`]);
+/// when none are expected, nobody reads it for [`IDLE_HANDOVER`], and then
+/// the reader thread watches it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Nobody: no bytes are expected.
+    Nobody,
+    /// The reader thread.
+    Thread,
+    /// A caller, for its own replies.
+    Caller,
+}
+
+/// The sockets written to since a caller sent its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SentTo {
+    None,
+    One(SocketId),
+    Many,
 }
 
 impl Shared {
@@ -145,6 +199,7 @@ impl Shared {
                 done: HashMap::new(),
                 defer_unpark: false,
                 unpark: Vec::new(),
+                sent_to: SentTo::None,
                 watchers: 0,
                 subscribers: Vec::new(),
                 next_subscriber: 0,
@@ -198,8 +253,16 @@ impl Shared {
     /// [`Shared::settle`] for a caller that has just sent requests: their
     /// bytes (and whatever else is queued for a socket nobody is writing)
     /// are written by this thread outside the lock, until nothing is left.
-    fn settle_sent<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    /// When they went to one socket that nobody reads, the caller takes
+    /// its reading over: returned, for [`Shared::wait_reply`] and
+    /// [`State::stop_reading`].
+    fn settle_sent<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+    ) -> (MutexGuard<'a, State>, Option<SocketId>) {
+        state.sent_to = SentTo::None;
         state.drain_effects_and_events();
+        let reads = state.claim_reading();
         self.announce(&mut state);
         while let Some((socket, stream, mut out)) = state.take_unwritten() {
             drop(state);
@@ -214,12 +277,13 @@ impl Shared {
                 }
             }
         }
-        state
+        (state, reads)
     }
 
     /// Wakes whoever waits on a change: the condition variable's waiters,
     /// the timer thread when the next deadline moved earlier.
     fn announce(&self, state: &mut State) {
+        state.assign_readers();
         if state.watchers > 0 {
             self.changed.notify_all();
         }
@@ -245,25 +309,28 @@ impl Shared {
             .into_iter()
             .map(|cmd| state.send(lease, cmd, true))
             .collect();
-        state = self.settle_sent(state);
+        let (mut state, mut reads) = self.settle_sent(state);
         let mut results = Vec::with_capacity(ids.len());
         for id in ids {
-            let (next, result) = self.wait_reply(state, id);
+            let (next, result) = self.wait_reply(state, id, &mut reads);
             state = next;
             results.push(result);
         }
+        self.stop_reading(state, reads);
         results
     }
 
     /// Waits for the answer of a request sent with `wait` by this thread,
-    /// acting on the core's deadlines meanwhile. Parks rather than sleeping
-    /// on the condition variable: a reply wakes its own waiter only, not
-    /// every thread that waits (50 threads each waiting for one reply woke
-    /// each other 50 times over).
+    /// acting on the core's deadlines meanwhile: reads the socket itself
+    /// while it `reads` one, else parks. Parks rather than sleeping on the
+    /// condition variable: a reply wakes its own waiter only, not every
+    /// thread that waits (50 threads each waiting for one reply woke each
+    /// other 50 times over).
     fn wait_reply<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
         id: RequestId,
+        reads: &mut Option<SocketId>,
     ) -> (MutexGuard<'a, State>, Result<Frame, CoreError>) {
         loop {
             if let Some(result) = state.done.remove(&id) {
@@ -278,7 +345,11 @@ impl Shared {
             let Some(wait) = self.fire_due(&mut state) else {
                 continue;
             };
-            drop(state);
+            if let Some(socket) = *reads {
+                (state, *reads) = self.read_for_caller(state, socket, wait);
+                continue;
+            }
+            self.unlock(state);
             // An unpark between the unlock and the park is not lost: it
             // leaves the token that makes `park` return at once.
             match wait {
@@ -287,6 +358,86 @@ impl Shared {
             }
             state = self.lock();
         }
+    }
+
+    /// One read of `socket` by the caller that reads it, at most until the
+    /// core's next deadline (`wait`), reported to the core like the reader
+    /// thread's. Returns whether the caller still reads it (not when the
+    /// core closed it meanwhile).
+    fn read_for_caller<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        socket: SocketId,
+        wait: Option<Duration>,
+    ) -> (MutexGuard<'a, State>, Option<SocketId>) {
+        let timeout = wait
+            .unwrap_or(MAX_READ_WAIT)
+            .clamp(MIN_READ_WAIT, MAX_READ_WAIT);
+        let Some(Socket::Open(open)) = state.sockets.get_mut(&socket) else {
+            return (state, None);
+        };
+        let stream = open.stream.clone();
+        let mut buf = std::mem::take(&mut open.buf);
+        buf.resize(READ_BUFFER, 0);
+        let rearm = open.armed != timeout;
+        open.armed = timeout;
+        self.unlock(state);
+        let read = (|| {
+            if rearm {
+                stream.set_read_timeout(timeout)?;
+            }
+            stream.read_shared(&mut buf)
+        })();
+        let mut state = self.lock();
+        if !matches!(state.sockets.get(&socket), Some(Socket::Open(_))) {
+            // Closed meanwhile (which is what ended the read): not a word
+            // more about it to the core.
+            return (state, None);
+        }
+        let now = state.now();
+        state.defer_unpark = true;
+        match read {
+            Ok(0) => state.core.handle_eof(now, socket),
+            Ok(n) => state.core.handle_data(now, socket, &buf[..n]),
+            Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => state.core.handle_io_error(now, socket, io_error(&e)),
+        }
+        if let Some(Socket::Open(open)) = state.sockets.get_mut(&socket) {
+            open.buf = buf;
+        }
+        self.settle(&mut state);
+        state.defer_unpark = false;
+        // Its own replies' waiter is this thread, which is not parked.
+        let me = thread::current().id();
+        state.unpark.retain(|t| t.id() != me);
+        let still = matches!(
+            state.sockets.get(&socket),
+            Some(Socket::Open(open)) if open.reading == Reading::Caller
+        );
+        (state, still.then_some(socket))
+    }
+
+    /// The end of a caller's reading: the socket goes back to nobody, or
+    /// to its reader thread when the core still expects bytes on it (other
+    /// callers' replies). Wakes the waiters of what the caller read.
+    fn stop_reading(&self, mut state: MutexGuard<'_, State>, reads: Option<SocketId>) {
+        if let Some(socket) = reads
+            && let Some(Socket::Open(open)) = state.sockets.get_mut(&socket)
+            && open.reading == Reading::Caller
+        {
+            open.reading = Reading::Nobody;
+            open.unread_since = StdInstant::now();
+            state.assign_readers();
+        }
+        self.unlock(state);
+    }
+
+    /// Lets go of the lock, then wakes the threads a caller's reads left
+    /// to wake.
+    fn unlock(&self, mut state: MutexGuard<'_, State>) {
+        let woken = std::mem::take(&mut state.unpark);
+        drop(state);
+        woken.into_iter().for_each(|t| t.unpark());
     }
 
     /// A waiter's look at the core's deadline: fired when it has passed
@@ -324,8 +475,10 @@ impl Shared {
         let now = state.now();
         let id = state.core.send_to_node(now, node, cmd);
         state.waiting.insert(id, thread::current());
-        let state = self.settle_sent(state);
-        self.wait_reply(state, id).1
+        let (state, mut reads) = self.settle_sent(state);
+        let (state, result) = self.wait_reply(state, id, &mut reads);
+        self.stop_reading(state, reads);
+        result
     }
 
     /// Waits until `ready` has something, or until `until` passes (then
@@ -542,7 +695,89 @@ impl State {
     fn write(&mut self, socket: SocketId, data: Bytes) {
         if let Some(Socket::Open(open)) = self.sockets.get_mut(&socket) {
             open.out.push(data);
+            self.sent_to = match self.sent_to {
+                SentTo::None => SentTo::One(socket),
+                SentTo::One(s) if s == socket => SentTo::One(s),
+                _ => SentTo::Many,
+            };
         }
+    }
+
+    /// After a caller's requests were handed to the core: the socket they
+    /// went to becomes the caller's to read when nobody reads it (so no
+    /// other requests are out on it) and the caller's bytes are few.
+    fn claim_reading(&mut self) -> Option<SocketId> {
+        let SentTo::One(socket) = self.sent_to else {
+            return None;
+        };
+        let Some(Socket::Open(open)) = self.sockets.get_mut(&socket) else {
+            return None;
+        };
+        let queued: usize = open.out.iter().map(Bytes::len).sum();
+        if open.reading != Reading::Nobody || queued > CALLER_READS_UP_TO {
+            return None;
+        }
+        open.reading = Reading::Caller;
+        Some(socket)
+    }
+
+    /// Every socket the core expects bytes on that nobody reads becomes
+    /// its reader thread's, which is woken (once the lock is let go, when
+    /// wake-ups are deferred).
+    fn assign_readers(&mut self) {
+        for (&socket, s) in &mut self.sockets {
+            if let Socket::Open(open) = s
+                && open.reading == Reading::Nobody
+                && self.core.expects_data(socket)
+            {
+                open.reading = Reading::Thread;
+                if self.defer_unpark {
+                    self.unpark.push(open.reader.clone());
+                } else {
+                    open.reader.unpark();
+                }
+            }
+        }
+    }
+
+    /// The reader thread's next step, after it reported what it read
+    /// (`heard`: bytes) and settled: read (setting the read timeout
+    /// first when it changed), or park while a caller reads or nobody
+    /// needs to. `watching`: it reads a socket nobody expects bytes on,
+    /// for a close, and keeps at it through read timeouts.
+    fn reader_next(
+        &mut self,
+        socket: SocketId,
+        heard: bool,
+        watching: &mut bool,
+        timeout: Duration,
+    ) -> Next {
+        let expects = self.core.expects_data(socket);
+        let Some(Socket::Open(open)) = self.sockets.get_mut(&socket) else {
+            return Next::Exit;
+        };
+        let now = StdInstant::now();
+        match open.reading {
+            Reading::Thread if expects || (*watching && !heard) => {}
+            Reading::Thread => {
+                open.reading = Reading::Nobody;
+                open.unread_since = now;
+                *watching = false;
+                return Next::Park(IDLE_HANDOVER);
+            }
+            Reading::Nobody => {
+                let unread = now.saturating_duration_since(open.unread_since);
+                if !expects && unread < IDLE_HANDOVER {
+                    return Next::Park(IDLE_HANDOVER.saturating_sub(unread));
+                }
+                open.reading = Reading::Thread;
+            }
+            Reading::Caller => return Next::Park(IDLE_HANDOVER),
+        }
+        *watching = !expects;
+        let rearm = open.armed != timeout;
+        open.armed = timeout;
+        Next::Read { rearm }
     }
 
     /// Writes, under the lock, what is queued for sockets nobody is writing.
@@ -604,9 +839,10 @@ impl State {
             if !open.writing && !open.out.is_empty() {
                 let _ = open.stream.write_all_bufs(&mut open.out);
             }
-            // Wakes the reader (and a caller writing it), which then sees
-            // the socket is gone.
+            // Wakes whoever reads it (and a caller writing it), who then
+            // sees the socket is gone; the reader thread, parked or not.
             let _ = open.stream.shutdown();
+            open.reader.unpark();
         }
     }
 
@@ -682,23 +918,31 @@ fn connect_thread(
     let now = state.now();
     match opened {
         Ok((stream, reader)) => {
-            state.sockets.insert(
-                socket,
-                Socket::Open(Open {
-                    stream: Arc::new(stream),
-                    out: Vec::new(),
-                    writing: false,
-                }),
-            );
+            // It waits for the lock until the socket is in the table.
             let me = me.clone();
             let spawned = thread::Builder::new()
                 .name("redpoll-read".into())
                 .spawn(move || reader_thread(&me, socket, reader));
             match spawned {
                 Ok(handle) => {
+                    state.sockets.insert(
+                        socket,
+                        Socket::Open(Open {
+                            stream: Arc::new(stream),
+                            out: Vec::new(),
+                            writing: false,
+                            // The handshake's replies are expected.
+                            reading: Reading::Thread,
+                            unread_since: StdInstant::now(),
+                            armed: Duration::ZERO,
+                            reader: handle.thread().clone(),
+                            buf: Vec::new(),
+                        }),
+                    );
                     state.track(handle);
                     state.core.handle_connected(now, socket);
                 }
+                // The stream closes here; the core closes the socket.
                 Err(e) => state.core.handle_io_error(now, socket, io_error(&e)),
             }
         }
@@ -707,10 +951,20 @@ fn connect_thread(
     shared.settle(&mut state);
 }
 
+/// The reader thread's next step.
+enum Next {
+    /// Read, after setting the read timeout when `rearm`.
+    Read { rearm: bool },
+    /// Park, for at most this long.
+    Park(Duration),
+    /// The socket is gone.
+    Exit,
+}
+
 fn reader_thread(me: &Weak<Shared>, socket: SocketId, mut stream: Stream) {
     let mut buf = vec![0u8; READ_BUFFER];
     let mut read: Option<io::Result<usize>> = None;
-    let mut armed = Duration::ZERO;
+    let mut watching = false;
     let mut woken = Vec::new();
     loop {
         let Some(shared) = me.upgrade() else {
@@ -722,6 +976,7 @@ fn reader_thread(me: &Weak<Shared>, socket: SocketId, mut stream: Stream) {
         }
         state.defer_unpark = true;
         let now = state.now();
+        let mut heard = false;
         let ended = match read.take() {
             None => false,
             Some(Ok(0)) => {
@@ -730,6 +985,7 @@ fn reader_thread(me: &Weak<Shared>, socket: SocketId, mut stream: Stream) {
             }
             Some(Ok(n)) => {
                 state.core.handle_data(now, socket, &buf[..n]);
+                heard = true;
                 false
             }
             Some(Err(e)) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => false,
@@ -741,22 +997,26 @@ fn reader_thread(me: &Weak<Shared>, socket: SocketId, mut stream: Stream) {
         let timeout = state.read_timeout();
         shared.settle(&mut state);
         state.defer_unpark = false;
+        let next = if ended {
+            Next::Exit
+        } else {
+            state.reader_next(socket, heard, &mut watching, timeout)
+        };
         std::mem::swap(&mut state.unpark, &mut woken);
-        let gone = ended || !state.sockets.contains_key(&socket);
         drop(state);
         woken.drain(..).for_each(|t| t.unpark());
-        if gone {
-            return;
-        }
         drop(shared);
-        if timeout != armed {
-            if let Err(e) = stream.set_read_timeout(timeout) {
-                read = Some(Err(e));
-                continue;
+        match next {
+            Next::Exit => return,
+            Next::Park(wait) => thread::park_timeout(wait),
+            Next::Read { rearm } => {
+                if rearm && let Err(e) = stream.set_read_timeout(timeout) {
+                    read = Some(Err(e));
+                    continue;
+                }
+                read = Some(stream.read(&mut buf));
             }
-            armed = timeout;
         }
-        read = Some(stream.read(&mut buf));
     }
 }
 
@@ -905,6 +1165,15 @@ impl Stream {
         }
         out.clear();
         Ok(())
+    }
+
+    /// A read through a shared handle (a caller's, while it reads).
+    fn read_shared(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => (&*s).read(buf),
+            #[cfg(unix)]
+            Self::Unix(s) => (&*s).read(buf),
+        }
     }
 
     fn shutdown(&self) -> io::Result<()> {

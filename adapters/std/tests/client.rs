@@ -687,3 +687,43 @@ fn a_subscription_survives_a_server_restart() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A caller that reads its own reply still gets its timeout on time: its
+/// read is bounded by the core's deadline. Once after an idle spell, once
+/// right after another request.
+#[test]
+fn a_lone_callers_request_times_out_on_time() {
+    let server = server();
+    let timeout = Duration::from_millis(300);
+    let client = Client::builder(&server.url())
+        .unwrap()
+        .response_timeout(Some(timeout))
+        .build()
+        .unwrap();
+    for round in 0..2 {
+        client.run(cmd::set("k", "v")).unwrap();
+        if round == 0 {
+            // Past the last request's deadlines and the idle handover.
+            thread::sleep(Duration::from_millis(400));
+        }
+        server
+            .cmd(&["CLIENT", "PAUSE", "2000", "ALL"])
+            .expect("CLIENT PAUSE");
+        let started = Instant::now();
+        let result = client.run(cmd::get("k").returning::<Option<String>>());
+        let took = started.elapsed();
+        assert!(
+            matches!(
+                result,
+                Err(Error::Connection(redpoll_std::core::Error::Timeout))
+            ),
+            "round {round}: expected a response timeout, got {result:?}"
+        );
+        assert!(
+            took < timeout + Duration::from_millis(500),
+            "round {round}: timed out after {took:?}"
+        );
+        server.cmd(&["CLIENT", "UNPAUSE"]).expect("CLIENT UNPAUSE");
+        client.wait_connected(Duration::from_secs(5)).unwrap();
+    }
+}

@@ -548,6 +548,16 @@ impl ClusterClient {
         self.input(now, socket, |c, s| c.handle_connect_failed(now, s, error));
     }
 
+    /// [`Client::expects_data`] for the node client that owns `socket`.
+    #[must_use]
+    pub fn expects_data(&self, socket: SocketId) -> bool {
+        self.inner_of.get(&socket).is_some_and(|&(h, inner)| {
+            self.members
+                .get(&h)
+                .is_some_and(|m| m.client.expects_data(inner))
+        })
+    }
+
     /// Bytes arrived on the socket.
     pub fn handle_data(&mut self, now: Instant, socket: SocketId, data: &[u8]) {
         self.input(now, socket, |c, s| c.handle_data(now, s, data));
