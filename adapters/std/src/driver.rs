@@ -255,7 +255,7 @@ impl Shared {
     /// are written by this thread outside the lock, until nothing is left.
     /// When they went to one socket that nobody reads, the caller takes
     /// its reading over: returned, for [`Shared::wait_reply`] and
-    /// [`State::stop_reading`].
+    /// [`Shared::finish_reading`].
     fn settle_sent<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
@@ -316,7 +316,7 @@ impl Shared {
             state = next;
             results.push(result);
         }
-        self.stop_reading(state, reads);
+        self.finish_reading(state, reads);
         results
     }
 
@@ -346,7 +346,15 @@ impl Shared {
                 continue;
             };
             if let Some(socket) = *reads {
-                (state, *reads) = self.read_for_caller(state, socket, wait);
+                if state.core.expects_data(socket) {
+                    (state, *reads) = self.read_for_caller(state, socket, wait);
+                    continue;
+                }
+                // What it waits for is not coming on this socket (a cluster
+                // request held for the topology the socket just delivered,
+                // now sent to its node): whoever reads there wakes it.
+                state.stop_reading(socket);
+                *reads = None;
                 continue;
             }
             self.unlock(state);
@@ -420,14 +428,9 @@ impl Shared {
     /// The end of a caller's reading: the socket goes back to nobody, or
     /// to its reader thread when the core still expects bytes on it (other
     /// callers' replies). Wakes the waiters of what the caller read.
-    fn stop_reading(&self, mut state: MutexGuard<'_, State>, reads: Option<SocketId>) {
-        if let Some(socket) = reads
-            && let Some(Socket::Open(open)) = state.sockets.get_mut(&socket)
-            && open.reading == Reading::Caller
-        {
-            open.reading = Reading::Nobody;
-            open.unread_since = StdInstant::now();
-            state.assign_readers();
+    fn finish_reading(&self, mut state: MutexGuard<'_, State>, reads: Option<SocketId>) {
+        if let Some(socket) = reads {
+            state.stop_reading(socket);
         }
         self.unlock(state);
     }
@@ -477,7 +480,7 @@ impl Shared {
         state.waiting.insert(id, thread::current());
         let (state, mut reads) = self.settle_sent(state);
         let (state, result) = self.wait_reply(state, id, &mut reads);
-        self.stop_reading(state, reads);
+        self.finish_reading(state, reads);
         result
     }
 
@@ -719,6 +722,18 @@ impl State {
         }
         open.reading = Reading::Caller;
         Some(socket)
+    }
+
+    /// A caller stops reading `socket`: it goes back to nobody, or to its
+    /// reader thread when the core still expects bytes on it.
+    fn stop_reading(&mut self, socket: SocketId) {
+        if let Some(Socket::Open(open)) = self.sockets.get_mut(&socket)
+            && open.reading == Reading::Caller
+        {
+            open.reading = Reading::Nobody;
+            open.unread_since = StdInstant::now();
+            self.assign_readers();
+        }
     }
 
     /// Every socket the core expects bytes on that nobody reads becomes

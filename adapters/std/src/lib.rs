@@ -26,11 +26,14 @@
 //! sockets (each connect on a short-lived thread, bounded by the handshake
 //! timeout), writes (with a write timeout), closes. A caller that sent
 //! writes outside the lock, and takes along what other threads queued for
-//! the same socket meanwhile: their requests leave in one write. Each
-//! socket has a reader thread whose read timeout is the core's next
-//! deadline. Callers sleep until their reply is there (each woken alone),
-//! and act on a deadline that passes while no socket could (a connect
-//! still under way).
+//! the same socket meanwhile: their requests leave in one write. A caller
+//! whose requests are the only ones on their socket reads the replies
+//! itself, as a blocking client without a driver would; otherwise each
+//! socket's reader thread reads whenever the core expects bytes, with the
+//! core's next deadline as its read timeout, and watches an idle socket
+//! for a close by the server. Callers sleep until their reply is there
+//! (each woken alone), and act on a deadline that passes while no socket
+//! could (a connect still under way).
 //!
 //! # Features
 //!
