@@ -621,7 +621,8 @@ impl Client {
     /// Whether the client expects bytes on `socket`: its connection is
     /// still opening (TCP, TLS, handshake), has requests outstanding
     /// (cancelled ones included, their replies must be read and dropped),
-    /// or carries the subscriptions. An adapter that reads a socket only
+    /// is being probed (bytes a probe found wait to be read), or carries
+    /// the subscriptions. An adapter that reads a socket only
     /// while this holds still serves every request and push; reading at
     /// other times only notices a peer's close early (the liveness probe
     /// before the next write notices it too). `false` for a socket the
@@ -630,7 +631,7 @@ impl Client {
     pub fn expects_data(&self, socket: SocketId) -> bool {
         let expects = |conn: &Conn, subscribed: bool| match conn.phase() {
             ConnPhase::Connecting | ConnPhase::Tls | ConnPhase::Handshake => true,
-            ConnPhase::Ready => !conn.is_quiet() || subscribed,
+            ConnPhase::Ready => !conn.is_quiet() || conn.is_probing() || subscribed,
             ConnPhase::Closed => false,
         };
         if let Some(conn) = self.shared.as_ref().filter(|c| c.socket() == socket) {

@@ -481,3 +481,19 @@ fn a_large_batch_written_after_a_probe_arrives_whole_over_tls() {
     assert_eq!(w.client.pool_stats().probes_alive, 1);
     w.shutdown_and_check();
 }
+
+#[test]
+fn a_connection_being_probed_expects_bytes() {
+    let mut w = world(config());
+    let socket = warm_dedicated(&mut w);
+    assert!(!w.client.expects_data(socket), "idle in the pool");
+    let l = w.client.lease(w.now).expect("a lease");
+    // The checkout's probe is out and not answered yet: bytes it finds
+    // (an EOF, a TLS session ticket) are for a reader to hand over.
+    assert!(w.client.expects_data(socket), "probing");
+    w.run();
+    assert_eq!(probes(&w, socket), 1);
+    assert!(!w.client.expects_data(socket), "probed clean, nothing sent");
+    release(&mut w, l);
+    w.shutdown_and_check();
+}

@@ -75,8 +75,9 @@ const READ_BUFFER: usize = 64 * 1024;
 /// reply, for the next caller to read its own: then its reader thread
 /// watches it again (for a close by the server).
 const IDLE_HANDOVER: Duration = Duration::from_millis(50);
-/// A caller that writes more than this reads nothing itself: while a long
-/// write blocks, the reader thread keeps the replies moving.
+/// A caller that writes more than this (its requests, and what other
+/// threads queued meanwhile) reads nothing itself: while a long write
+/// blocks, the reader thread keeps the replies moving.
 const CALLER_READS_UP_TO: usize = 64 * 1024;
 
 /// What the client handles share.
@@ -262,9 +263,17 @@ impl Shared {
     ) -> (MutexGuard<'a, State>, Option<SocketId>) {
         state.sent_to = SentTo::None;
         state.drain_effects_and_events();
-        let reads = state.claim_reading();
+        let mut reads = state.claim_reading();
         self.announce(&mut state);
         while let Some((socket, stream, mut out)) = state.take_unwritten() {
+            if reads == Some(socket)
+                && out.iter().map(Bytes::len).sum::<usize>() > CALLER_READS_UP_TO
+            {
+                // A long write (its own bytes, or what others queued): the
+                // reader thread keeps the replies moving meanwhile.
+                state.stop_reading(socket);
+                reads = None;
+            }
             drop(state);
             let result = stream.write_all_bufs(&mut out);
             state = self.lock();
@@ -346,15 +355,7 @@ impl Shared {
                 continue;
             };
             if let Some(socket) = *reads {
-                if state.core.expects_data(socket) {
-                    (state, *reads) = self.read_for_caller(state, socket, wait);
-                    continue;
-                }
-                // What it waits for is not coming on this socket (a cluster
-                // request held for the topology the socket just delivered,
-                // now sent to its node): whoever reads there wakes it.
-                state.stop_reading(socket);
-                *reads = None;
+                (state, *reads) = self.read_for_caller(state, socket, wait);
                 continue;
             }
             self.unlock(state);
@@ -708,16 +709,21 @@ impl State {
 
     /// After a caller's requests were handed to the core: the socket they
     /// went to becomes the caller's to read when nobody reads it (so no
-    /// other requests are out on it) and the caller's bytes are few.
+    /// other requests are out on it). Not for a cluster, whose requests
+    /// move between sockets (`MOVED`, `ASK`, a refresh): the caller would
+    /// sit in a read of the socket its request left, while its reply is
+    /// delivered on another.
     fn claim_reading(&mut self) -> Option<SocketId> {
         let SentTo::One(socket) = self.sent_to else {
             return None;
         };
+        if self.core.is_cluster() {
+            return None;
+        }
         let Some(Socket::Open(open)) = self.sockets.get_mut(&socket) else {
             return None;
         };
-        let queued: usize = open.out.iter().map(Bytes::len).sum();
-        if open.reading != Reading::Nobody || queued > CALLER_READS_UP_TO {
+        if open.reading != Reading::Nobody {
             return None;
         }
         open.reading = Reading::Caller;
