@@ -774,12 +774,15 @@ impl State {
         timeout: Duration,
     ) -> Next {
         let expects = self.core.expects_data(socket);
+        // A cluster's callers never read (`claim_reading`): nothing to hand
+        // a quiet socket over to, it keeps its reader in `read`.
+        let keep = self.core.is_cluster();
         let Some(Socket::Open(open)) = self.sockets.get_mut(&socket) else {
             return Next::Exit;
         };
         let now = StdInstant::now();
         match open.reading {
-            Reading::Thread if expects || (*watching && !heard) => {}
+            Reading::Thread if expects || keep || (*watching && !heard) => {}
             Reading::Thread => {
                 open.reading = Reading::Nobody;
                 open.unread_since = now;
