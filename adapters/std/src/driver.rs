@@ -15,10 +15,12 @@
 //!   waiters of the answers once it has let go of the lock. A caller whose
 //!   requests went to a socket nobody reads (nothing else is out on it)
 //!   reads their replies itself, as a blocking client without a driver
-//!   would: no thread hop per reply. Otherwise the socket's reader thread
-//!   reads whenever the core expects bytes; when none are expected it
-//!   leaves the socket unread for [`IDLE_HANDOVER`] (for the next caller),
-//!   then watches it again for a close by the server.
+//!   would: no thread hop per reply (not for a cluster, whose requests
+//!   move between sockets, nor for a write over [`CALLER_READS_UP_TO`]).
+//!   Otherwise the socket's reader thread reads whenever the core expects
+//!   bytes; when none are expected it leaves the socket unread for
+//!   [`IDLE_HANDOVER`] (for the next caller), then watches it again for a
+//!   close by the server.
 //! - **One short-lived thread per connect**: it resolves, connects within
 //!   the handshake timeout, then reports.
 //! - **Writes are queued per socket and leave in batches.** A caller that
