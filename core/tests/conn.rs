@@ -898,19 +898,22 @@ fn the_pool_of_dedicated_connections_is_bounded() {
     w.shutdown_and_check();
 }
 
+/// A peer that confirms `SUBSCRIBE` with its RESP3 push, as a server does.
+fn subscribing_peer() -> Peer {
+    Peer::plain().with_handler(|c| {
+        (c[0].as_ref() == b"SUBSCRIBE").then(|| {
+            Answer::Reply(Frame::Push(vec![
+                bulk("subscribe"),
+                Frame::Bulk(c[1].clone()),
+                Frame::Integer(1),
+            ]))
+        })
+    })
+}
+
 #[test]
 fn subscribe_is_answered_by_its_push_confirmation() {
-    let mut w = world(config(), || {
-        Peer::plain().with_handler(|c| {
-            (c[0].as_ref() == b"SUBSCRIBE").then(|| {
-                Answer::Reply(Frame::Push(vec![
-                    bulk("subscribe"),
-                    Frame::Bulk(c[1].clone()),
-                    Frame::Integer(1),
-                ]))
-            })
-        })
-    });
+    let mut w = world(config(), subscribing_peer);
     let sub = w.client.send(w.now, &cmd::subscribe(["news"]));
     let ping = w.client.send(w.now, &cmd::ping());
     w.run();
@@ -937,17 +940,7 @@ fn subscribe_is_answered_by_its_push_confirmation() {
 
 #[test]
 fn a_cancelled_subscribe_swallows_its_confirmation_not_the_next_reply() {
-    let mut w = world(config(), || {
-        Peer::plain().with_handler(|c| {
-            (c[0].as_ref() == b"SUBSCRIBE").then(|| {
-                Answer::Reply(Frame::Push(vec![
-                    bulk("subscribe"),
-                    Frame::Bulk(c[1].clone()),
-                    Frame::Integer(1),
-                ]))
-            })
-        })
-    });
+    let mut w = world(config(), subscribing_peer);
     w.send(&["PING"]);
     w.deliver = false;
     let sub = w.client.send(w.now, &cmd::subscribe(["news"]));
@@ -985,17 +978,7 @@ fn pub_sub_over_resp2_is_refused_not_desynchronised() {
 
 #[test]
 fn the_client_says_which_sockets_it_expects_bytes_on() {
-    let mut w = world(config(), || {
-        Peer::plain().with_handler(|c| {
-            (c[0].as_ref() == b"SUBSCRIBE").then(|| {
-                Answer::Reply(Frame::Push(vec![
-                    bulk("subscribe"),
-                    Frame::Bulk(c[1].clone()),
-                    Frame::Integer(1),
-                ]))
-            })
-        })
-    });
+    let mut w = world(config(), subscribing_peer);
     w.deliver = false;
     let get = w.client.send(w.now, &["GET", "k"]);
     w.run();
