@@ -15,7 +15,13 @@ use redpoll_std::cmd::{self, Pipeline};
 use redpoll_testkit::server::{RedisServer, ServerOptions};
 
 const THREADS: usize = 12;
-const RUN_FOR: Duration = Duration::from_secs(3);
+/// Each test's run, in seconds: 3, or `STRESS_SECS` for a long soak.
+fn run_for() -> Duration {
+    let secs = std::env::var("STRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    Duration::from_secs(secs.unwrap_or(3))
+}
 /// Longer than any operation here may take, kills included.
 const HANG: Duration = Duration::from_secs(10);
 
@@ -85,7 +91,8 @@ fn stress(kills: bool) {
         .build()
         .unwrap();
     c.run(cmd::set("k", "v")).unwrap();
-    let until = Instant::now() + RUN_FOR;
+    let run_for = run_for();
+    let until = Instant::now() + run_for;
     // Since when each thread is in its current operation: the watchdog's
     // report. The threads are not scoped: a stuck one must not keep the
     // test from failing.
@@ -141,7 +148,7 @@ fn stress(kills: bool) {
         thread::sleep(Duration::from_millis(20));
     }
     let done: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
-    assert!(done > 100, "only {done} operations in {RUN_FOR:?}");
+    assert!(done > 100, "only {done} operations in {run_for:?}");
     if let Some(killer) = killer {
         killer.join().unwrap();
     } else {
