@@ -709,17 +709,22 @@ impl State {
         }
     }
 
+    /// Whether callers may read their own replies. Not a cluster's, whose
+    /// requests move between sockets (`MOVED`, `ASK`, a refresh): a caller
+    /// would sit in a read of the socket its request left, while its reply
+    /// is delivered on another.
+    fn callers_read(&self) -> bool {
+        !self.core.is_cluster()
+    }
+
     /// After a caller's requests were handed to the core: the socket they
     /// went to becomes the caller's to read when nobody reads it (so no
-    /// other requests are out on it). Not for a cluster, whose requests
-    /// move between sockets (`MOVED`, `ASK`, a refresh): the caller would
-    /// sit in a read of the socket its request left, while its reply is
-    /// delivered on another.
+    /// other requests are out on it) and [`State::callers_read`].
     fn claim_reading(&mut self) -> Option<SocketId> {
         let SentTo::One(socket) = self.sent_to else {
             return None;
         };
-        if self.core.is_cluster() {
+        if !self.callers_read() {
             return None;
         }
         let Some(Socket::Open(open)) = self.sockets.get_mut(&socket) else {
@@ -776,9 +781,9 @@ impl State {
         timeout: Duration,
     ) -> Next {
         let expects = self.core.expects_data(socket);
-        // A cluster's callers never read (`claim_reading`): nothing to hand
-        // a quiet socket over to, it keeps its reader in `read`.
-        let keep = self.core.is_cluster();
+        // Where callers never read, a quiet socket has nobody to be handed
+        // over to: it keeps its reader in `read`.
+        let keep = !self.callers_read();
         let Some(Socket::Open(open)) = self.sockets.get_mut(&socket) else {
             return Next::Exit;
         };
